@@ -1,0 +1,100 @@
+"""`autoperi` command line: thin wrappers over the same functions the notebooks call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from autoperi.config import load_params
+
+DATA_SOURCE_ENV = "AUTOPERI_DATA_SOURCE"
+
+
+def _params(args):
+    return load_params(args.params, args.profile)
+
+
+def cmd_data_fetch(args) -> int:
+    from autoperi.data.sources import DataUnavailable, fetch_raw
+
+    params = _params(args)
+    explicit = args.source or os.environ.get(DATA_SOURCE_ENV)
+    mirror = params.path(params.data.mirror_dir)
+    try:
+        origins = fetch_raw(
+            params.path(params.data.raw_dir),
+            explicit=Path(explicit) if explicit else None,
+            mirror=mirror if mirror.is_dir() else None,
+            allow_download=not args.no_download,
+        )
+    except DataUnavailable as exc:
+        print(f"autoperi data fetch: {exc}", file=sys.stderr)
+        return 2
+    counts = {}
+    for origin in origins.values():
+        kind = origin.split(":", 1)[0]
+        counts[kind] = counts.get(kind, 0) + 1
+    print(f"{len(origins)} raw files in {params.path(params.data.raw_dir)} ({counts})")
+    return 0
+
+
+def cmd_data_preprocess(args) -> int:
+    from autoperi.data.registry import preprocess_registry
+
+    summary = preprocess_registry(_params(args))
+    for name, rep in summary["datasets"].items():
+        print(f"{name:12s} raw {rep['n_raw']:6d}  kept {rep['n_kept']:6d}  skipped {rep['skipped']}")
+    return 0
+
+
+def cmd_data_import(args) -> int:
+    from autoperi.data.registry import import_folder
+
+    report = import_folder(args.folder, args.name, _params(args))
+    print(json.dumps({k: report[k] for k in ("n_raw", "n_kept", "skipped", "splits")}, indent=2))
+    return 0
+
+
+def cmd_log_notebook(args) -> int:
+    from autoperi.tracking import log_notebook
+
+    ids = log_notebook(_params(args), args.stage, args.notebook)
+    print(f"attached {args.notebook} to {len(ids)} MLflow run(s) of stage {args.stage}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autoperi", description=__doc__)
+    parser.add_argument("--params", default="params.yaml", help="params file (default: ./params.yaml)")
+    parser.add_argument("--profile", default=None, help="profile in params.yaml (default: the file's `profile`)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="raw data and preprocessing").add_subparsers(dest="data_command", required=True)
+    fetch = data.add_parser("fetch", help="lay out data/raw from a folder, the mirror or the public URLs")
+    fetch.add_argument("--source", help=f"folder laid out like sources.yaml (or ${DATA_SOURCE_ENV})")
+    fetch.add_argument("--no-download", action="store_true", help="never use the network")
+    fetch.set_defaults(func=cmd_data_fetch)
+    prep = data.add_parser("preprocess", help="build the configured datasets into data/processed")
+    prep.set_defaults(func=cmd_data_preprocess)
+    imp = data.add_parser("import", help="run a folder of CIF/POSCAR/extxyz files through the same pipeline")
+    imp.add_argument("folder")
+    imp.add_argument("--name", required=True, help="dataset name for the outputs")
+    imp.set_defaults(func=cmd_data_import)
+
+    lognb = sub.add_parser("log-notebook", help="attach an executed notebook to the MLflow runs of a stage")
+    lognb.add_argument("stage")
+    lognb.add_argument("notebook")
+    lognb.set_defaults(func=cmd_log_notebook)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

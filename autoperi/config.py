@@ -1,0 +1,118 @@
+"""Typed view of `params.yaml`: one frozen dataclass per section, profiles laid over the base.
+
+This is the only module that reads `params.yaml`; everything else receives these objects.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    mirror_dir: str = "../shared/data"
+    raw_dir: str = "data/raw"
+    processed_dir: str = "data/processed"
+    reports_dir: str = "reports/data"
+    datasets: tuple[str, ...] = ("perov_5",)
+    max_rows_per_split: int | None = None
+    max_atoms: int = 64
+    min_distance_angstrom: float = 0.5
+    max_lattice_length_angstrom: float = 100.0
+    volume_range_angstrom3: tuple[float, float] | None = (50.0, 500.0)
+    volume_per_atom_range_angstrom3: tuple[float, float] | None = None
+    volume_filter_applies_to: tuple[str, ...] = ("perovskites",)
+    symprec: float = 0.1
+    split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    seed: int = 42
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    cutoff_angstrom: float = 8.0
+    rbf_count: int = 32
+    rbf_sigma_angstrom: float = 0.5
+    max_atomic_number: int = 100
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    uri: str = "sqlite:///mlruns/mlflow.db"
+    artifact_dir: str = "mlruns/artifacts"
+
+
+@dataclass(frozen=True)
+class Params:
+    profile: str
+    root: Path  # the folder holding params.yaml; relative paths in the sections resolve against it
+    data: DataConfig = field(default_factory=DataConfig)
+    graphs: GraphConfig = field(default_factory=GraphConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def path(self, relative: str | Path) -> Path:
+        """Resolve a path from params.yaml against the repo root."""
+        p = Path(relative)
+        return p if p.is_absolute() else (self.root / p)
+
+    def as_dict(self) -> dict:
+        out = {"profile": self.profile}
+        for name in _SECTIONS:
+            out[name] = dataclasses.asdict(getattr(self, name))
+        return out
+
+
+_SECTIONS = {"data": DataConfig, "graphs": GraphConfig, "tracking": TrackingConfig}
+
+
+class ParamsError(ValueError):
+    """params.yaml names a key, section or profile that does not exist, or a value of the wrong shape."""
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _build_section(cls, values: dict, where: str):
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ParamsError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    kwargs = {}
+    for key, value in values.items():
+        kwargs[key] = tuple(value) if isinstance(value, list) else value
+    return cls(**kwargs)
+
+
+def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> Params:
+    """Read params.yaml, lay the profile (default: the file's `profile`) over the base sections."""
+    path = Path(path).resolve()
+    raw = yaml.safe_load(path.read_text()) or {}
+    unknown = sorted(set(raw) - set(_SECTIONS) - {"profile", "profiles"})
+    if unknown:
+        raise ParamsError(f"{path}: unknown top-level key(s) {unknown}")
+    profiles = raw.get("profiles") or {}
+    profile = profile or raw.get("profile") or "default"
+    if profile not in profiles:
+        raise ParamsError(f"{path}: profile {profile!r} not in profiles {sorted(profiles)}")
+    base = {name: raw.get(name) or {} for name in _SECTIONS}
+    overlay = profiles[profile] or {}
+    bad = sorted(set(overlay) - set(_SECTIONS))
+    if bad:
+        raise ParamsError(f"{path}: profile {profile!r} has unknown section(s) {bad}")
+    merged = _deep_merge(base, overlay)
+    sections = {
+        name: _build_section(cls, merged[name], f"{path}: [{profile}] {name}") for name, cls in _SECTIONS.items()
+    }
+    return Params(profile=profile, root=path.parent, **sections)

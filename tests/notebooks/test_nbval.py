@@ -1,0 +1,18 @@
+"""nbval on every numbered notebook, in a fresh copy on the smoke profile (the notebooks' own default)."""
+
+import sys
+
+import pytest
+
+from tests.conftest import REPO, _run
+
+pytestmark = pytest.mark.slow
+NOTEBOOKS = sorted(p.relative_to(REPO) for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=str)
+def test_notebook_runs_clean(repo_copy, notebook):
+    root, env = repo_copy
+    out = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", str(notebook)],
+               root, env)
+    assert " passed" in out and "failed" not in out
