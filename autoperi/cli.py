@@ -21,6 +21,16 @@ def cmd_data_fetch(args) -> int:
     from autoperi.data.sources import DataUnavailable, fetch_raw
 
     params = _params(args)
+    if args.online_only:
+        from autoperi.data.sources import fetch_online_only
+
+        try:
+            got = fetch_online_only(params.path("data/external"))
+        except DataUnavailable as exc:
+            print(f"autoperi data fetch --online-only:\n{exc}", file=sys.stderr)
+            return 2
+        print(f"{len(got)} upstream files in {params.path('data/external')} (sha256 in checksums.json)")
+        return 0
     explicit = args.source or os.environ.get(DATA_SOURCE_ENV)
     mirror = params.path(params.data.mirror_dir)
     try:
@@ -76,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = data.add_parser("fetch", help="lay out data/raw from a folder, the mirror or the public URLs")
     fetch.add_argument("--source", help=f"folder laid out like sources.yaml (or ${DATA_SOURCE_ENV})")
     fetch.add_argument("--no-download", action="store_true", help="never use the network")
+    fetch.add_argument(
+        "--online-only", action="store_true", help="download the full upstream splits absent from the mirror"
+    )
     fetch.set_defaults(func=cmd_data_fetch)
     prep = data.add_parser("preprocess", help="build the configured datasets into data/processed")
     prep.set_defaults(func=cmd_data_preprocess)

@@ -4,8 +4,10 @@ import json
 import sys
 
 import mlflow
+import pandas as pd
 import pytest
 
+from autoperi.data.splits import read_id_list
 from tests.conftest import _run
 
 pytestmark = pytest.mark.slow
@@ -25,6 +27,17 @@ def test_dvc_repro_smoke_end_to_end(repo_copy):
     for name, rep in summary["datasets"].items():
         assert rep["n_kept"] > 0 and (root / f"data/processed/{name}.parquet").exists()
         assert (root / f"reports/data/skipped/{name}.csv").exists()
+        if name == "carbon_24":  # one composition: no composition split
+            continue
+        lists = {
+            split: set(read_id_list(root / "data/processed/splits" / name, "composition", split))
+            for split in ("train", "val", "test")
+        }
+        assert all(lists.values()) and not (lists["train"] & lists["val"] or lists["train"] & lists["test"])
+        assert not lists["val"] & lists["test"]
+        frame = pd.read_parquet(root / f"data/processed/{name}.parquet")
+        formulas = {s: set(frame.loc[frame["id"].isin(ids), "reduced_formula"]) for s, ids in lists.items()}
+        assert not (formulas["train"] & formulas["test"] or formulas["train"] & formulas["val"]), name
     assert (root / "reports/notebooks/01_data.ipynb").exists()
     assert (root / "reports/figures/data/elements.png").stat().st_size > 10_000
 

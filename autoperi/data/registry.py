@@ -26,7 +26,7 @@ from autoperi.data.datasets import (
 )
 from autoperi.data.merge import build_perovskites
 from autoperi.data.preprocess import process_items
-from autoperi.data.readers import read_structure_file
+from autoperi.data.readers import read_structures
 from autoperi.data.splits import write_id_lists
 
 SKIPPED_COLUMNS = ["source", "row_or_file", "reason", "detail"]
@@ -78,33 +78,28 @@ def import_folder(folder: str | Path, name: str, params: Params) -> dict:
         raise FileNotFoundError(f"{folder}: not a folder")
     if name in ALL_DATASETS:
         raise ValueError(f"{name!r} is a registry dataset name; choose another")
-    items, skipped = [], []
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    for path in files:
-        for key, item in read_structure_file(path):
-            source = str(path.relative_to(folder).parent / key)
-            if isinstance(item, Exception):
-                skipped.append(
-                    {"source": str(folder), "row_or_file": source, "reason": item.reason, "detail": item.detail}
-                )
-            else:
-                items.append((source, item))
+    entries = read_structures(folder)
+    items = [(key, item) for key, item in entries if not isinstance(item, Exception)]
+    skipped = [
+        {"source": str(folder), "row_or_file": key, "reason": item.reason, "detail": item.detail}
+        for key, item in entries
+        if isinstance(item, Exception)
+    ]
     cfg = params.data
     records, refused, timings = process_items(items, limits_from(cfg), cfg.symprec, cfg.workers, desc=name)
     skipped += [{"source": str(folder), "row_or_file": k, "reason": r, "detail": d} for k, r, d in refused]
+    if not records:
+        raise ValueError(f"{folder}: no usable structure among {len(entries)} entries; refusals: {skipped[:5]}")
     frame = pd.DataFrame(
         [{"id": key, "source": str(folder), "row": key, "split": "all", **rec} for key, rec in records]
     )
     report = {
         "description": f"user import of {folder}",
         "notes": "",
-        "n_raw": len(items) + len(skipped) - len(refused),
-        "n_files": len(files),
+        "n_raw": len(entries),
         "excluded": {},
-        "timings_s": timings,
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
-    if frame.empty:
-        raise ValueError(f"{folder}: no usable structure among {len(files)} files; see the skipped list")
     frame, skipped, report = finish_dataset(name, frame, skipped, cfg, report)
     return write_dataset(name, frame, skipped, report, params)
 

@@ -6,6 +6,7 @@ The file list, checksums, URLs and provenance live in `sources.yaml` beside this
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import tempfile
 import urllib.request
@@ -128,3 +129,35 @@ def fetch_raw(
             "out like sources.yaml's paths, or run online so the URLs can be used."
         )
     return origins
+
+
+def fetch_online_only(dest: Path, timeout_s: float = 120.0) -> dict[str, str]:
+    """Download the full upstream splits absent from the mirror (sources.yaml `online_only`) into `dest`.
+
+    No checksum is published for them, so the first download records its sha256 in `dest/checksums.json` and later
+    downloads must match it. Returns {path: sha256}.
+    """
+    dest = Path(dest)
+    doc = yaml.safe_load(resources.files("autoperi.data").joinpath("sources.yaml").read_text())
+    record_file = dest / "checksums.json"
+    known = json.loads(record_file.read_text()) if record_file.exists() else {}
+    failed = {}
+    for entry in doc["online_only"]:
+        try:
+            tmp = _download(entry["url"], timeout_s)
+        except OSError as exc:
+            failed[entry["path"]] = f"{entry['url']}: {exc}"
+            continue
+        try:
+            expected = known.get(entry["path"]) or sha256_of(tmp)
+            _install(tmp, dest / entry["path"], expected, entry["url"])
+            known[entry["path"]] = expected
+        except ChecksumMismatch as exc:
+            failed[entry["path"]] = f"{exc} (recorded at first download in {record_file})"
+        finally:
+            tmp.unlink(missing_ok=True)
+    dest.mkdir(parents=True, exist_ok=True)
+    record_file.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n")
+    if failed:
+        raise DataUnavailable("\n".join(f"  - {p}: {why}" for p, why in failed.items()))
+    return known

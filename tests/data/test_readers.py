@@ -99,3 +99,40 @@ def test_files_of_every_format_and_every_cif_block(tmp_path, nacl):
     assert results["frames.extxyz#1"].composition.reduced_formula == "NaCl"
     assert results["short_POSCAR.vasp"].reason == "malformed"  # header says 4 atoms, 2 coordinate lines
     assert results["notes.txt"].reason == "malformed"
+
+
+def test_p1_fast_path_equals_pymatgen_on_real_files(raw_dir):
+    import io
+
+    import numpy as np
+    import pandas as pd
+    from pymatgen.io.cif import CifParser
+
+    checked = 0
+    for path in ("perov_5/test.csv", "carbon_24/test.csv", "mp_20/train_cifs.csv.gz", "mpts_52/val.csv.gz"):
+        for text in pd.read_csv(raw_dir / path, nrows=60, index_col=False)["cif"]:
+            ours = structure_from_cif_block(text)
+            ref = CifParser(io.StringIO(text)).parse_structures(primitive=False)[0]
+            np.testing.assert_allclose(ours.lattice.matrix, ref.lattice.matrix, atol=1e-8)
+
+            # same sites up to order (pymatgen regroups them by species) and wrapping into the cell
+            def sites(s):
+                return sorted((x.specie.Z, *np.round(x.frac_coords % 1.0, 6) % 1.0) for x in s)
+
+            assert sites(ours) == sites(ref)
+            checked += 1
+    assert checked == 240
+
+
+def test_read_structures_from_a_csv_with_a_cif_column(tmp_path):
+    import pandas as pd
+
+    from autoperi.data.readers import read_structures
+
+    pd.DataFrame({"cif": [cif(), cif(el="Xx"), ""]}).to_csv(tmp_path / "samples.csv", index=False)
+    out = dict(read_structures(tmp_path / "samples.csv"))
+    assert out["samples.csv:0"].composition.reduced_formula == "NaCl"
+    assert out["samples.csv:1"].reason == "unknown_element"
+    assert out["samples.csv:2"].reason == "empty"
+    pd.DataFrame({"structure": ["x"]}).to_csv(tmp_path / "other.csv", index=False)
+    assert read_structures(tmp_path / "other.csv")[0][1].reason == "malformed"

@@ -87,3 +87,25 @@ def test_registry_checksums_match_the_fetched_raw_folder(raw_dir):
         path = raw_dir / f.path
         assert path.stat().st_size == f.bytes, f.path
         assert sha256_of(path) == f.sha256, f.path
+
+
+def test_online_only_files_record_their_checksum_at_first_download(server, tmp_path, monkeypatch):
+    import yaml
+
+    from autoperi.data import sources
+
+    doc = {"files": [], "online_only": [{"path": "a/one.csv", "url": f"{server}/a/one.csv"}]}
+
+    class FakeFiles:
+        def joinpath(self, name):
+            return self
+
+        def read_text(self):
+            return yaml.safe_dump(doc)
+
+    monkeypatch.setattr(sources.resources, "files", lambda package: FakeFiles())
+    first = sources.fetch_online_only(tmp_path / "ext")
+    assert first == {"a/one.csv": hashlib.sha256(PAYLOADS["a/one.csv"]).hexdigest()}
+    doc["online_only"][0]["url"] = f"{server}/corrupt.csv"  # upstream changed: refused against the record
+    with pytest.raises(DataUnavailable, match="recorded at first download"):
+        sources.fetch_online_only(tmp_path / "ext")
