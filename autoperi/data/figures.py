@@ -123,6 +123,7 @@ def save_data_figures(frames: dict, folder: Path, cutoff_angstrom: float) -> dic
         "n_elements": _hist_panel(frames, "n_elements", "number of elements", discrete=True),
         "elements": element_heatmap(frames),
         "crystal_systems": crystal_system_bars(frames),
+        "space_groups": _hist_panel(frames, "spacegroup", "space group number", bins=np.arange(0.5, 231.5), logy=True),
     }
     energies = {}
     for name, frame in frames.items():

