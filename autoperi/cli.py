@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -48,6 +49,28 @@ def cmd_data_fetch(args) -> int:
         kind = origin.split(":", 1)[0]
         counts[kind] = counts.get(kind, 0) + 1
     print(f"{len(origins)} raw files in {params.path(params.data.raw_dir)} ({counts})")
+    return _record_in_dvc_cache(params.root)
+
+
+def _record_in_dvc_cache(root: Path) -> int:
+    """Put the fetched files into DVC's cache so that `dvc status` shows data.dvc unchanged on a fresh clone."""
+    dvc_file = root / "data.dvc"
+    if not (dvc_file.exists() and (root / ".dvc").is_dir()):
+        return 0
+    before = dvc_file.read_text()
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", "commit", "--force", "--quiet", "data.dvc"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        print(f"autoperi data fetch: `dvc commit data.dvc` failed:\n{done.stderr}", file=sys.stderr)
+        return done.returncode
+    if dvc_file.read_text() != before:
+        print(
+            "autoperi data fetch: data/raw differs from data.dvc (extra files?); data.dvc was updated", file=sys.stderr
+        )
     return 0
 
 
