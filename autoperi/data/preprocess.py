@@ -47,7 +47,7 @@ def standardize(structure: Structure, symprec: float) -> tuple[np.ndarray, np.nd
 
     Returns (lattice [3, 3] rows in Å, wrapped fractional coordinates [n, 3], atomic numbers [n], SG number).
     Symmetry comes from moyopy, the Rust successor of spglib by the same maintainers: same space groups and
-    standardisation conventions, about 25x faster on these cells (docs/data.md gives the measurement).
+    standardisation conventions, 7.8x faster on 500 MP-20 cells (benchmarks/preprocess.py measures both).
     Where no symmetry is found the input cell is kept and the space group recorded as 1.
     """
     basis = structure.lattice.matrix

@@ -68,6 +68,11 @@ def split_cif_blocks(text: str) -> list[str]:
     return [text[a:b] for a, b in zip(starts, starts[1:] + [len(text)], strict=True)]
 
 
+def _as_list(value) -> list:
+    """CIF loop columns come back as lists, single values as scalars; treat both as lists."""
+    return value if isinstance(value, list) else [value]
+
+
 def _cif_number(value) -> float:
     """CIF numeric field ('4.05', '4.056(2)', '?') → float; NaN where absent."""
     if isinstance(value, list):
@@ -93,15 +98,13 @@ def _check_cif_block(block: dict, name: str) -> None:
     symbols = block.get("_atom_site_type_symbol") or block.get("_atom_site_label")
     if not symbols:
         raise RefusedInput("empty", f"block {name}: no atom sites")
-    symbols = symbols if isinstance(symbols, list) else [symbols]
-    for sym in symbols:
+    for sym in _as_list(symbols):
         m = _SYMBOL.match(str(sym))
         if not m or not Element.is_valid_symbol(m.group(1)):
             raise RefusedInput("unknown_element", f"block {name}: site symbol {sym!r}")
     occupancies = block.get("_atom_site_occupancy")
     if occupancies is not None:
-        occupancies = occupancies if isinstance(occupancies, list) else [occupancies]
-        occ = np.array([_cif_number(o) for o in occupancies])
+        occ = np.array([_cif_number(o) for o in _as_list(occupancies)])
         if np.any(np.abs(occ[np.isfinite(occ)] - 1.0) > 1e-3):
             raise RefusedInput("partial_occupancy", f"block {name}: occupancies {sorted(set(occ.round(3)))}")
     for axis in "xyz":
@@ -109,7 +112,7 @@ def _check_cif_block(block: dict, name: str) -> None:
         if values is None:
             continue
         try:
-            frac = np.array([_cif_number(v) for v in (values if isinstance(values, list) else [values])])
+            frac = np.array([_cif_number(v) for v in _as_list(values)])
         except ValueError:
             raise RefusedInput("malformed", f"block {name}: unreadable _atom_site_fract_{axis}") from None
         if not np.all(np.isfinite(frac)):
@@ -120,7 +123,7 @@ def _check_cif_block(block: dict, name: str) -> None:
 
 def _is_p1(block: dict) -> bool:
     ops = block.get("_symmetry_equiv_pos_as_xyz", block.get("_space_group_symop_operation_xyz"))
-    ops = ops if isinstance(ops, list) else [ops]
+    ops = _as_list(ops)
     return len(ops) == 1 and isinstance(ops[0], str) and ops[0].replace(" ", "").strip("'\"").lower() == "x,y,z"
 
 
@@ -132,19 +135,8 @@ def _p1_structure(block: dict) -> Structure:
     """
     params = [_cif_number(block[f"_cell_length_{x}"]) for x in "abc"]
     params += [_cif_number(block[f"_cell_angle_{x}"]) for x in ("alpha", "beta", "gamma")]
-    symbols = block.get("_atom_site_type_symbol") or block["_atom_site_label"]
-    symbols = symbols if isinstance(symbols, list) else [symbols]
-    coords = [
-        [
-            _cif_number(v)
-            for v in (
-                block[f"_atom_site_fract_{x}"]
-                if isinstance(block[f"_atom_site_fract_{x}"], list)
-                else [block[f"_atom_site_fract_{x}"]]
-            )
-        ]
-        for x in "xyz"
-    ]
+    symbols = _as_list(block.get("_atom_site_type_symbol") or block["_atom_site_label"])
+    coords = [[_cif_number(v) for v in _as_list(block[f"_atom_site_fract_{x}"])] for x in "xyz"]
     species = [_SYMBOL.match(str(sym)).group(1) for sym in symbols]
     return Structure(Lattice.from_parameters(*params), species, np.array(coords).T)
 

@@ -20,17 +20,16 @@ def neighbor_list(
     """All ordered pairs (i, j, image) with |r_j + image @ L - r_i| <= cutoff, self-pair at zero image excluded.
 
     frac_coords: [n_atoms, 3]; lattice: [3, 3], rows are lattice vectors (Å).
-    Returns edge_index [2, n_edges] (row 0 = centre i, row 1 = neighbour j), integer image shifts [n_edges, 3]
-    and distances [n_edges] (Å), sorted by (i, j, shift) so the output is deterministic.
+    Returns edge_index [2, n_edges] (row 0 = centre i, ascending; row 1 = neighbour j), integer image shifts
+    [n_edges, 3] and distances [n_edges] (Å). The order within one centre is the cell-list order: deterministic
+    for a given input, not sorted (sorting cost more than the search itself).
     """
     lattice = np.ascontiguousarray(lattice, dtype=float)
     cart = np.ascontiguousarray(np.asarray(frac_coords, dtype=float) @ lattice)
     i, j, shifts, dist = find_points_in_spheres(cart, cart, float(cutoff_angstrom), _PBC, lattice, tol=1e-8)
-    shifts = np.rint(shifts).astype(np.int64)
-    keep = ~((i == j) & (dist < 1e-8))
-    i, j, shifts, dist = i[keep], j[keep], shifts[keep], dist[keep]
-    order = np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], j, i))
-    return np.stack([i[order], j[order]]).astype(np.int64), shifts[order], dist[order]
+    shifts = np.rint(shifts).astype(np.int64)  # integer image offsets, returned as floats
+    keep = (i != j) | (dist > 1e-8)
+    return np.stack([i[keep], j[keep]]).astype(np.int64), shifts[keep], dist[keep]
 
 
 def min_pair_distance(frac_coords: np.ndarray, lattice: np.ndarray, probe_angstrom: float = 0.5) -> float:

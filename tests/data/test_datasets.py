@@ -65,7 +65,7 @@ def test_duplicates_found_across_cell_settings(perovskite):
             s = s * (2, 1, 1)
             s.apply_strain(0.01)
             s.translate_sites(list(range(len(s))), rng.uniform(0, 1, 3))
-        if k == 2:  # a different crystal of the same formula: Sr and Ti swapped with O moved
+        if k == 2:  # same formula, other crystal: Sr and Ti swap sites, so Sr sits in the O octahedron
             s = Structure(
                 Lattice.cubic(3.905),
                 ["Ti", "Sr", "O", "O", "O"],
