@@ -1,5 +1,6 @@
 # The two commands of the README: `make run` (the pipeline on params.yaml's profile) and `make test`.
-# Both create .venv/ in the repo root on first use; torch is pinned and installed first (the CPU wheel).
+# Both create .venv/ in the repo root on first use; torch is pinned and installed first (on the project's
+# machines pip finds the CPU wheel on disk; elsewhere export PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin

@@ -38,6 +38,7 @@ def test_dvc_repro_smoke_end_to_end(repo_copy):
         frame = pd.read_parquet(root / f"data/processed/{name}.parquet")
         formulas = {s: set(frame.loc[frame["id"].isin(ids), "reduced_formula"]) for s, ids in lists.items()}
         assert not (formulas["train"] & formulas["test"] or formulas["train"] & formulas["val"]), name
+        assert not formulas["val"] & formulas["test"], name
     assert (root / "reports/notebooks/01_data.ipynb").exists()
     assert (root / "reports/figures/data/elements.png").stat().st_size > 10_000
 

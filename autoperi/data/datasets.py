@@ -168,16 +168,9 @@ def volume_mask(frame: pd.DataFrame, cfg: DataConfig) -> pd.Series:
     return keep
 
 
-def finish_dataset(name: str, frame: pd.DataFrame, skipped: list[dict], cfg: DataConfig, report: dict):
-    """Shared tail of every build: volume filter (applied or only reported), composition split, report."""
+def apply_volume_filter(frame: pd.DataFrame, skipped: list[dict], cfg: DataConfig, applied: bool):
+    """Drop (when `applied`) and list the rows outside the volume range; returns (frame, rows outside)."""
     inside = volume_mask(frame, cfg)
-    applied = name in cfg.volume_filter_applies_to
-    report["volume_filter"] = {
-        "volume_range_angstrom3": cfg.volume_range_angstrom3,
-        "volume_per_atom_range_angstrom3": cfg.volume_per_atom_range_angstrom3,
-        "applied": applied,
-        "outside_range": int((~inside).sum()),
-    }
     if applied:
         for _, row in frame[~inside].iterrows():
             skipped.append(
@@ -189,6 +182,29 @@ def finish_dataset(name: str, frame: pd.DataFrame, skipped: list[dict], cfg: Dat
                 }
             )
         frame = frame[inside].reset_index(drop=True)
+    return frame, int((~inside).sum())
+
+
+def finish_dataset(
+    name: str, frame: pd.DataFrame, skipped: list[dict], cfg: DataConfig, report: dict, volume_outside=None
+):
+    """Shared tail of every build: volume filter (applied or only reported), composition split, report.
+
+    `volume_outside`: rows the builder already removed with `apply_volume_filter` (the perovskite merge filters
+    raw rows before deduplication, so every removed source row is listed); None filters here.
+    """
+    if frame.empty:
+        reasons = pd.Series([s["reason"] for s in skipped], dtype=object).value_counts().to_dict()
+        raise ValueError(f"{name}: no crystal left to keep (refused by reason: {reasons}, report: {report})")
+    applied = name in cfg.volume_filter_applies_to
+    if volume_outside is None:
+        frame, volume_outside = apply_volume_filter(frame, skipped, cfg, applied)
+    report["volume_filter"] = {
+        "volume_range_angstrom3": cfg.volume_range_angstrom3,
+        "volume_per_atom_range_angstrom3": cfg.volume_per_atom_range_angstrom3,
+        "applied": applied,
+        "outside_range": volume_outside,
+    }
     if frame["id"].duplicated().any():
         dup = frame.loc[frame["id"].duplicated(), "id"].head(3).tolist()
         raise ValueError(f"{name}: duplicate ids after processing, e.g. {dup}")

@@ -17,7 +17,7 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from tqdm.auto import tqdm
 
 from autoperi.config import DataConfig
-from autoperi.data.datasets import RawSplit, RawTableCache, finish_dataset
+from autoperi.data.datasets import RawSplit, RawTableCache, apply_volume_filter, finish_dataset
 from autoperi.data.preprocess import record_to_structure
 
 # Source order is the priority for the representative entry and its id.
@@ -127,6 +127,8 @@ def build_perovskites(raw_dir, cfg: DataConfig, cache: RawTableCache | None = No
         for k, v in t.items():
             timings[k] = timings.get(k, 0.0) + v
     every = pd.concat(parts, ignore_index=True)
+    applied = "perovskites" in cfg.volume_filter_applies_to
+    every, outside = apply_volume_filter(every, skipped, cfg, applied)  # per source row, before merging
     t0 = time.perf_counter()
     groups = group_duplicates(every, cfg.workers)
     timings["dedup_s"] = time.perf_counter() - t0
@@ -162,11 +164,12 @@ def build_perovskites(raw_dir, cfg: DataConfig, cache: RawTableCache | None = No
         "within equal reduced formulas",
         "n_raw": int(sum(n_raw.values())),
         "n_raw_by_source": n_raw,
-        "n_parsed": int(len(every)),
+        "n_parsed": int(len(every) + (outside if applied else 0)),
+        "n_volume_filtered": int(outside if applied else 0),
         "n_distinct": int(len(frame)),
         "duplicates_across_sources": dict(sorted(pair_counts.items())),
         "duplicates_within_source": dict(sorted(within.items())),
         "excluded": {},
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
-    return finish_dataset("perovskites", frame, skipped, cfg, report)
+    return finish_dataset("perovskites", frame, skipped, cfg, report, volume_outside=outside)

@@ -64,8 +64,9 @@ def standardize(structure: Structure, symprec: float) -> tuple[np.ndarray, np.nd
     except Exception:  # moyopy raises where the tolerance search fails; the input cell is still a valid crystal
         pass
     niggli = Lattice(basis).get_niggli_reduced_lattice().matrix
-    frac = (frac @ basis) @ np.linalg.inv(niggli)
-    return niggli, frac % 1.0, numbers, number
+    frac = ((frac @ basis) @ np.linalg.inv(niggli)) % 1.0
+    frac[frac >= 1.0] = 0.0  # -1e-17 % 1.0 rounds to exactly 1.0
+    return niggli, frac, numbers, number
 
 
 def structure_record(structure: Structure, limits: Limits, symprec: float, timings: dict | None = None) -> dict:

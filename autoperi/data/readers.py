@@ -198,14 +198,13 @@ def check_structure(structure: Structure, limits: Limits) -> None:
 def _poscar(text: str) -> Structure:
     from pymatgen.io.vasp import Poscar
 
-    lines = [ln for ln in text.splitlines() if ln.strip()]
     try:
-        counts = [int(x) for x in lines[6].split()] if len(lines) > 6 else []
         poscar = Poscar.from_str(text)
-    except Exception as exc:
+    except Exception as exc:  # pymatgen raises IndexError etc. when coordinate lines are missing
         raise RefusedInput("malformed", f"POSCAR: {type(exc).__name__}: {exc}"[:200]) from None
-    if counts and sum(counts) != len(poscar.structure):
-        raise RefusedInput("malformed", f"POSCAR: header counts {sum(counts)} atoms, read {len(poscar.structure)}")
+    if sum(poscar.natoms) != len(poscar.structure):
+        expected = sum(poscar.natoms)
+        raise RefusedInput("malformed", f"POSCAR: header counts {expected} atoms, read {len(poscar.structure)}")
     return poscar.structure
 
 
@@ -224,6 +223,16 @@ def _extxyz(path: Path) -> list[Structure]:
             continue
         out.append(AseAtomsAdaptor.get_structure(atoms))
     return out
+
+
+def _refusal_or(read, *args):
+    """read(*args), or the RefusedInput saying why not: one bad entry never stops a folder or a file."""
+    try:
+        return read(*args)
+    except RefusedInput as exc:
+        return exc
+    except Exception as exc:  # any other parser failure on broken text is still a refusal
+        return RefusedInput("malformed", f"{type(exc).__name__}: {exc}"[:200])
 
 
 def read_structure_file(path: str | Path) -> list[tuple[str, Structure | RefusedInput]]:
@@ -249,14 +258,11 @@ def read_structure_file(path: str | Path) -> list[tuple[str, Structure | Refused
                 blocks = split_cif_blocks(text)
                 if not blocks:
                     raise RefusedInput("empty" if not text.strip() else "malformed", "no data_ block")
-                items = []
-                for block in blocks:
-                    try:
-                        items.append(structure_from_cif_block(block))
-                    except RefusedInput as exc:
-                        items.append(exc)
+                items = [_refusal_or(structure_from_cif_block, block) for block in blocks]
     except RefusedInput as exc:
         items = [exc]
+    except Exception as exc:  # unreadable bytes, a frame ASE or pymatgen cannot convert, ...
+        items = [RefusedInput("malformed", f"{type(exc).__name__}: {exc}"[:200])]
     if not items:
         items = [RefusedInput("empty", "no structures in file")]
     if len(items) == 1:
@@ -284,10 +290,6 @@ def read_structures(path: str | Path) -> list[tuple[str, Structure | RefusedInpu
         if "cif" not in table.columns:
             return [(path.name, RefusedInput("malformed", f"CSV without a `cif` column: {list(table.columns)[:8]}"))]
         out = []
-        for row, text in enumerate(table["cif"].fillna("").astype(str)):
-            try:
-                out.append((f"{path.name}:{row}", structure_from_cif_block(text)))
-            except RefusedInput as exc:
-                out.append((f"{path.name}:{row}", exc))
-        return out
+        texts = table["cif"].fillna("").astype(str)
+        return [(f"{path.name}:{row}", _refusal_or(structure_from_cif_block, text)) for row, text in enumerate(texts)]
     return read_structure_file(path)

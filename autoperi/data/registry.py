@@ -32,9 +32,12 @@ from autoperi.data.splits import write_id_lists
 SKIPPED_COLUMNS = ["source", "row_or_file", "reason", "detail"]
 
 
-def write_dataset(name: str, frame: pd.DataFrame, skipped: list[dict], report: dict, params: Params) -> dict:
-    processed = params.path(params.data.processed_dir)
-    reports = params.path(params.data.reports_dir)
+IMPORTS_DIR = "data/imports"  # user imports live outside the data stage's outputs, so DVC never deletes them
+
+
+def write_dataset(
+    name: str, frame: pd.DataFrame, skipped: list[dict], report: dict, processed: Path, reports: Path
+) -> dict:
     processed.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(processed / f"{name}.parquet", index=False)
     folder = processed / "splits" / name
@@ -63,7 +66,9 @@ def preprocess_registry(params: Params) -> dict:
         else:
             frame, skipped, report = build_perovskites(raw_dir, cfg, cache)
         report["wall_s"] = round(time.perf_counter() - t0, 2)
-        summary["datasets"][name] = write_dataset(name, frame, skipped, report, params)
+        summary["datasets"][name] = write_dataset(
+            name, frame, skipped, report, params.path(cfg.processed_dir), params.path(cfg.reports_dir)
+        )
     summary["wall_s"] = round(time.perf_counter() - t_all, 2)
     reports = params.path(cfg.reports_dir)
     reports.mkdir(parents=True, exist_ok=True)
@@ -72,7 +77,10 @@ def preprocess_registry(params: Params) -> dict:
 
 
 def import_folder(folder: str | Path, name: str, params: Params) -> dict:
-    """A folder of the user's CIF / POSCAR / extxyz files → a processed dataset `name`, same checks and outputs."""
+    """A folder of the user's CIF / POSCAR / extxyz files → a processed dataset `name`, same checks and outputs.
+
+    Written to data/imports/<name>/ (`<name>.parquet`, `splits/`, `skipped/<name>.csv`, `summary.json`).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a folder")
@@ -101,7 +109,10 @@ def import_folder(folder: str | Path, name: str, params: Params) -> dict:
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
     frame, skipped, report = finish_dataset(name, frame, skipped, cfg, report)
-    return write_dataset(name, frame, skipped, report, params)
+    root = params.path(IMPORTS_DIR) / name
+    report = write_dataset(name, frame, skipped, report, root, root)
+    (root / "summary.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return report
 
 
 def load_processed(params: Params, names=None) -> dict[str, pd.DataFrame]:

@@ -46,14 +46,23 @@ def test_user_folder_mixing_good_and_broken_files(tmp_path, params, nacl, perovs
     (folder / "empty.cif").write_text("")
     (folder / "dummy.cif").write_text(cif(el="Xx"))
     (folder / "half.cif").write_text(cif(occ="0.5"))
+    (folder / "no_z.cif").write_text(cif().replace(" _atom_site_fract_z\n", ""))  # a loop column missing
     close = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0.02, 0, 0], [0.94, 0, 0]])
     close.to(filename=str(folder / "close.cif"))
     p = params.__class__(profile="t", root=tmp_path, data=params.data, graphs=params.graphs, tracking=params.tracking)
     report = import_folder(folder, "mine", p)
     assert report["n_kept"] == 2
-    assert report["skipped"] == {"empty": 1, "unknown_element": 1, "partial_occupancy": 1, "atoms_too_close": 1}
-    skipped = pd.read_csv(tmp_path / params.data.reports_dir / "skipped" / "mine.csv")
-    assert set(skipped["row_or_file"]) == {"empty.cif", "dummy.cif", "half.cif", "close.cif"}
+    assert report["skipped"] == {
+        "empty": 1,
+        "unknown_element": 1,
+        "partial_occupancy": 1,
+        "atoms_too_close": 1,
+        "malformed": 1,
+    }
+    skipped = pd.read_csv(tmp_path / "data/imports/mine/skipped/mine.csv")
+    assert set(skipped["row_or_file"]) == {"empty.cif", "dummy.cif", "half.cif", "close.cif", "no_z.cif"}
+    assert (tmp_path / "data/imports/mine/mine.parquet").exists()
+    assert not (tmp_path / params.data.processed_dir).exists()  # the data stage's outputs are untouched
 
 
 def test_duplicates_found_across_cell_settings(perovskite):

@@ -89,6 +89,7 @@ def test_files_of_every_format_and_every_cif_block(tmp_path, nacl):
     (tmp_path / "short_POSCAR.vasp").write_text(
         "NaCl\n1.0\n4 0 0\n0 4 0\n0 0 4\nNa Cl\n2 2\nDirect\n0 0 0\n0.5 0.5 0.5\n"
     )
+    (tmp_path / "blank_comment.vasp").write_text("\n1.0\n4 0 0\n0 4 0\n0 0 4\nNa Cl\n1 1\nDirect\n0 0 0\n0.5 0.5 0.5\n")
     (tmp_path / "notes.txt").write_text("not a crystal")
     results = {}
     for path in sorted(tmp_path.iterdir()):
@@ -99,6 +100,7 @@ def test_files_of_every_format_and_every_cif_block(tmp_path, nacl):
     assert results["frames.extxyz#1"].composition.reduced_formula == "NaCl"
     assert results["short_POSCAR.vasp"].reason == "malformed"  # header says 4 atoms, 2 coordinate lines
     assert results["notes.txt"].reason == "malformed"
+    assert results["blank_comment.vasp"].composition.reduced_formula == "NaCl"  # an empty comment line is legal
 
 
 def test_p1_fast_path_equals_pymatgen_on_real_files(raw_dir):
