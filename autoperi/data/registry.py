@@ -96,8 +96,6 @@ def import_folder(folder: str | Path, name: str, params: Params) -> dict:
     cfg = params.data
     records, refused, timings = process_items(items, limits_from(cfg), cfg.symprec, cfg.workers, desc=name)
     skipped += [{"source": str(folder), "row_or_file": k, "reason": r, "detail": d} for k, r, d in refused]
-    if not records:
-        raise ValueError(f"{folder}: no usable structure among {len(entries)} entries; refusals: {skipped[:5]}")
     frame = pd.DataFrame(
         [{"id": key, "source": str(folder), "row": key, "split": "all", **rec} for key, rec in records]
     )
