@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import subprocess
@@ -12,6 +13,16 @@ from pathlib import Path
 from autoperi.config import load_params
 
 DATA_SOURCE_ENV = "AUTOPERI_DATA_SOURCE"
+
+# Modules that define `register(subparsers)`; they import heavy dependencies (torch, CHGNet, GPAW) inside the
+# command functions, so `autoperi data` stays fast.
+_SUBSYSTEM_COMMANDS = (
+    "autoperi.metrics.commands",    # autoperi evaluate, autoperi references
+    "autoperi.baselines.commands",  # autoperi baselines
+    "autoperi.dft.commands",        # autoperi dft
+    "autoperi.training.commands",   # autoperi train
+    "autoperi.sampling.commands",   # autoperi generate
+)
 
 
 def _params(args):
@@ -124,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     lognb.add_argument("stage")
     lognb.add_argument("notebook")
     lognb.set_defaults(func=cmd_log_notebook)
+
+    # Each subsystem adds its own subcommands (`register(sub)`), so this file stays a table of contents.
+    for module in _SUBSYSTEM_COMMANDS:
+        importlib.import_module(module).register(sub)
     return parser
 
 

@@ -48,12 +48,76 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class EvaluationConfig:
+    """The evaluation suite (issue: evaluation). Owner: autoperi/metrics."""
+
+    datasets: tuple[str, ...] = ("perov_5", "mp20_bt", "carbon_24")
+    models: tuple[str, ...] = ("oracle", "memorization", "random")
+    samples_dir: str = "reports/samples"          # <dataset>/<model>.extxyz written by generate/baselines
+    metrics_dir: str = "reports/metrics"          # <dataset>/<model>.json + .csv
+    references_dir: str = "data/references"       # cached reference fingerprints and hulls (DVC output)
+    n_samples: int = 10000                        # samples scored per model (CDVAE protocol: 10,000)
+    n_wasserstein: int = 1000                     # valid samples for the Wasserstein distances (CDVAE: 1,000)
+    max_reference: int | None = None              # cap on reference rows (quick profiles); null = all
+    stability_n: int = 0                          # CHGNet relaxations per model (0 = skip stability)
+    relax_fmax_ev_per_angstrom: float = 0.1
+    relax_max_steps: int = 500
+    hull_max_reference: int | None = None         # cap on structures entering each dataset's CHGNet hull
+    scheduler: str | None = None                  # dask address tcp://HOST:PORT; null = a LocalCluster
+    workers: int = 2
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DftConfig:
+    """GPAW validation (issue: DFT). Owner: autoperi/dft."""
+
+    datasets: tuple[str, ...] = ("perov_5", "mp20_bt")
+    sources: tuple[str, ...] = ("oracle", "random")
+    out_dir: str = "reports/dft"
+    n_structures: int = 100
+    n_relax: int = 10
+    seed: int = 100
+    scheduler: str | None = None
+    workers: int = 2
+    timeout_s: float = 1800.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """AutoPeri-GNN architecture (issue: model). Owner: autoperi/model."""
+
+    hidden_dim: int = 128
+    latent_dim: int = 64
+    encoder_layers: int = 3
+    flow_layers: int = 6
+    max_atoms: int = 64
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training of the model and its surrogate (issue: model). Owner: autoperi/training."""
+
+    datasets: tuple[str, ...] = ("perov_5", "mp20_bt", "carbon_24")
+    models_dir: str = "models"
+    epochs: int = 100
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    seed: int = 0
+    threads: int = 2
+
+
+@dataclass(frozen=True)
 class Params:
     profile: str
     root: Path  # the folder holding params.yaml; relative paths in the sections resolve against it
     data: DataConfig = field(default_factory=DataConfig)
     graphs: GraphConfig = field(default_factory=GraphConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    dft: DftConfig = field(default_factory=DftConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def path(self, relative: str | Path) -> Path:
         """Resolve a path from params.yaml against the repo root."""
@@ -67,7 +131,15 @@ class Params:
         return out
 
 
-_SECTIONS = {"data": DataConfig, "graphs": GraphConfig, "tracking": TrackingConfig}
+_SECTIONS = {
+    "data": DataConfig,
+    "graphs": GraphConfig,
+    "tracking": TrackingConfig,
+    "evaluation": EvaluationConfig,
+    "dft": DftConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+}
 
 
 class ParamsError(ValueError):

@@ -1,0 +1,7 @@
+"""`autoperi` subcommands of autoperi.dft (registered by autoperi/cli.py)."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    """Add this subsystem's subcommands to the `autoperi` parser (none yet)."""
