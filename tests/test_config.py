@@ -19,7 +19,7 @@ def test_profiles_lay_over_base(tmp_path):
     "text, match",
     [
         ("profile: a\ndata: {max_atom: 3}\nprofiles: {a: {}}\n", "unknown key"),
-        ("profile: a\nmodel: {}\nprofiles: {a: {}}\n", "unknown top-level"),
+        ("profile: a\nmodle: {}\nprofiles: {a: {}}\n", "unknown top-level"),
         ("profile: zz\nprofiles: {a: {}}\n", "profile 'zz'"),
         ("profile: a\nprofiles: {a: {dta: {}}}\n", "unknown section"),
     ],
