@@ -1,0 +1,309 @@
+"""Self-consistent CHGNet convex hulls: each dataset's own structures plus CHGNet elemental references.
+
+Every energy on these hulls is a CHGNet 0.3.0 single point (or a CHGNet relaxation for the elemental references),
+and generated structures are scored with the same model, so E_hull is *self-consistent CHGNet*, not DFT: it says
+how far a generated crystal lies above the dataset's known crystals as CHGNet sees them.
+
+Reference entries, per dataset:
+1. Every train + val + test structure (already DFT-relaxed), one CHGNet single point each, at its stored geometry.
+   With a cap (`evaluation.hull_max_reference`), structures are taken in the order: each reduced formula's lowest
+   DFT energy first (the only polymorph that can sit on the hull in DFT), then the next, ...; ties in random order
+   (`evaluation.seed`). Rows CHGNet cannot evaluate are skipped and counted.
+2. Elemental references for every element the dataset contains (`elemental_references`). The benchmarks mostly hold
+   no elemental crystals (Perov-5 and MP-20 binary+ternary none at all), and a hull without its corners is
+   undefined, so each element gets the lowest CHGNet energy among: the dataset's unary structures (step 1),
+   fcc, bcc, hcp (ideal c/a), diamond and simple-cubic cells, ASE's reference crystal for the element when it builds
+   one (e.g. rhombohedral As/Sb/Bi, real c/a of hcp Zn/Cd), and for H, N, O, F, Cl, Br, I a diatomic molecule in a
+   10 Å box. Each candidate is scanned in volume (isotropic scaling: the only free parameter of the cubic
+   prototypes; bond length for molecules) with single points, and the best candidate is then fully relaxed (FIRE,
+   cell + positions, fmax 0.1 eV/Å, ≤ 150 steps) and kept if the relaxation ran without error. Simple prototypes
+   miss complex ground states (alpha-B, S8 rings, black P, alpha-Mn), so those corners may sit too high by
+   ~0.1 eV/atom, which makes nearby compositions look more stable than they are; the dataset's own compounds bound
+   the hull wherever they exist.
+
+The hull object: a full `PhaseDiagram` over 87 elements is out of reach for qhull, and a generated composition may
+fall in a chemical system that no single reference covers, so `ReferenceHull` keeps all entries and builds the
+pymatgen `PhaseDiagram` of each queried chemical system lazily from the entries whose elements it contains.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+from pymatgen.core import Composition, Structure
+
+from autoperi.metrics.potential import chgnet_energies, relax_structure
+
+log = logging.getLogger(__name__)
+
+SELF_CONSISTENT_NOTE = (
+    "E_hull is self-consistent CHGNet 0.3.0: generated and reference energies from the same model, not DFT"
+)
+MOLECULAR_ELEMENTS = ("H", "N", "O", "F", "Cl", "Br", "I")
+PROTOTYPES = ("fcc", "bcc", "hcp", "diamond", "sc")
+# Volume scan for the elemental prototypes: factors on the volume of a cell whose nearest-neighbour distance is twice
+# the covalent radius (noble gases sit near the top of the range, compressed metals near the bottom).
+SCAN_VOLUME_FACTORS = np.geomspace(0.5, 4.0, 19)
+ELEMENT_RELAX_STEPS = 150
+
+
+class ReferenceHull:
+    """Convex hulls of reference entries, one pymatgen `PhaseDiagram` per queried chemical system (built lazily).
+
+    entries: PDEntry with total energies (eV), `entry_id` set. `phase_diagram(elements)` → the PhaseDiagram of all
+    entries whose elements are a subset of `elements` (needs an entry for each element).
+    """
+
+    def __init__(self, entries: Sequence[PDEntry]):
+        self.all_entries = list(entries)
+        self._by_chemsys: dict[frozenset, list[PDEntry]] = defaultdict(list)
+        for entry in self.all_entries:
+            self._by_chemsys[frozenset(el.symbol for el in entry.composition.elements)].append(entry)
+        self.elements = frozenset(s for key in self._by_chemsys for s in key)
+        self._diagrams: dict[frozenset, PhaseDiagram] = {}
+
+    def __len__(self) -> int:
+        return len(self.all_entries)
+
+    def phase_diagram(self, elements: Iterable[str]) -> PhaseDiagram:
+        key = frozenset(elements)
+        if key not in self._diagrams:
+            missing = key - self.elements
+            if missing:
+                raise KeyError(f"no reference entries for element(s) {sorted(missing)}")
+            entries = [
+                e
+                for k in range(1, len(key) + 1)
+                for sub in combinations(sorted(key), k)
+                for e in self._by_chemsys.get(frozenset(sub), ())
+            ]
+            self._diagrams[key] = PhaseDiagram(entries)
+        return self._diagrams[key]
+
+    def e_above_hull(self, composition: Composition, energy_per_atom: float) -> float:
+        """Energy above (negative: below) this hull, eV/atom, of a phase with this composition and energy."""
+        entry = PDEntry(composition, energy_per_atom * composition.num_atoms)
+        pd = self.phase_diagram(el.symbol for el in composition.elements)
+        _, e_hull = pd.get_decomp_and_e_above_hull(entry, allow_negative=True)
+        return float(e_hull)
+
+
+def e_above_hull(
+    phase_diagram: ReferenceHull | PhaseDiagram,
+    structures: Sequence[Structure | Composition],
+    energies_per_atom: Sequence[float],
+    report: dict | None = None,
+) -> np.ndarray:
+    """E_hull per structure, eV/atom, shape [n]: energy above the hull of the same chemical system (negative when
+    below it, via `get_decomp_and_e_above_hull(allow_negative=True)`). NaN where the energy is NaN or the
+    composition holds an element the hull lacks; both are counted in `report` (n_outside_hull, n_nan_energy) and
+    logged. With CHGNet energies this is self-consistent CHGNet, not DFT (see module docstring).
+    """
+    out = np.full(len(structures), math.nan)
+    n_outside = n_nan = 0
+    known = (
+        phase_diagram.elements
+        if isinstance(phase_diagram, ReferenceHull)
+        else {el.symbol for el in phase_diagram.elements}
+    )
+    for i, (item, energy) in enumerate(zip(structures, energies_per_atom, strict=True)):
+        composition = item.composition if isinstance(item, Structure) else Composition(item)
+        if not {el.symbol for el in composition.elements} <= set(known):
+            n_outside += 1
+            continue
+        if energy is None or not math.isfinite(energy):
+            n_nan += 1
+            continue
+        if isinstance(phase_diagram, ReferenceHull):
+            out[i] = phase_diagram.e_above_hull(composition, float(energy))
+        else:
+            entry = PDEntry(composition, float(energy) * composition.num_atoms)
+            out[i] = phase_diagram.get_decomp_and_e_above_hull(entry, allow_negative=True)[1]
+    if n_outside or n_nan:
+        log.warning(
+            "e_above_hull: %d structure(s) with elements outside the hull, %d without energy → NaN", n_outside, n_nan
+        )
+    if report is not None:
+        report.update(n_outside_hull=n_outside, n_nan_energy=n_nan)
+    return out
+
+
+def _prototype(symbol: str, kind: str, nn_distance: float) -> Structure:
+    """One elemental cell with nearest-neighbour distance `nn_distance` Å (volume then scanned)."""
+    from ase import Atoms
+    from ase.build import bulk
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    d = nn_distance
+    if kind == "molecule":
+        atoms = Atoms(symbol * 2, positions=[[0, 0, 0], [0, 0, d]], cell=[10, 10, 10], pbc=True)
+    elif kind == "ase_reference":
+        atoms = bulk(symbol)
+    else:
+        a = {"fcc": math.sqrt(2) * d, "bcc": 2 * d / math.sqrt(3), "sc": d, "diamond": 4 * d / math.sqrt(3), "hcp": d}[
+            kind
+        ]
+        atoms = bulk(symbol, kind, a=a, c=1.633 * a) if kind == "hcp" else bulk(symbol, kind, a=a)
+    return AseAtomsAdaptor.get_structure(atoms)
+
+
+def _scaled(structure: Structure, kind: str, factor: float) -> Structure:
+    if kind == "molecule":  # scan the bond length, keep the box
+        s = structure.copy()
+        z = s.cart_coords[1][2] * factor ** (1 / 3)
+        s.replace(1, s.species[1], [0, 0, z], coords_are_cartesian=True)
+        return s
+    return Structure(structure.lattice.matrix * factor ** (1 / 3), structure.species, structure.frac_coords)
+
+
+def elemental_references(symbols: Iterable[str], cache_path: Path | None = None, relax: bool = True) -> dict:
+    """{symbol: {energy_per_atom, prototype, volume_per_atom, relaxed, candidates}} — CHGNet elemental references
+    (protocol in the module docstring), computed once per element and cached in `cache_path` (JSON) when given."""
+    from ase.data import atomic_numbers, covalent_radii
+
+    cache = json.loads(cache_path.read_text()) if cache_path is not None and cache_path.exists() else {}
+    for symbol in sorted(set(symbols) - set(cache)):
+        d0 = 2 * covalent_radii[atomic_numbers[symbol]]
+        kinds = list(PROTOTYPES) + ["ase_reference"] + (["molecule"] if symbol in MOLECULAR_ELEMENTS else [])
+        bases = {}
+        for kind in kinds:
+            try:
+                bases[kind] = _prototype(symbol, kind, d0)
+            except Exception:  # ASE has no reference crystal it can build for this element
+                continue
+        candidates = {}
+        for kind, base in bases.items():
+            factors = SCAN_VOLUME_FACTORS if kind not in ("ase_reference", "molecule") else np.geomspace(0.6, 1.7, 13)
+            coarse = chgnet_energies([_scaled(base, kind, f) for f in factors])
+            if not np.isfinite(coarse).any():
+                continue
+            k = int(np.nanargmin(coarse))
+            lo, hi = factors[max(k - 1, 0)], factors[min(k + 1, len(factors) - 1)]
+            fine_factors = np.geomspace(lo, hi, 9)
+            fine = chgnet_energies([_scaled(base, kind, f) for f in fine_factors])
+            j = int(np.nanargmin(fine))
+            candidates[kind] = (float(fine[j]), _scaled(base, kind, fine_factors[j]))
+        best_kind = min(candidates, key=lambda k: candidates[k][0])
+        energy, structure = candidates[best_kind]
+        record = dict(
+            energy_per_atom=energy,
+            prototype=best_kind,
+            relaxed=False,
+            volume_per_atom=structure.volume / len(structure),
+            candidates={k: v[0] for k, v in candidates.items()},
+        )
+        if relax:
+            result = relax_structure(
+                structure, fmax=0.1, max_steps=ELEMENT_RELAX_STEPS, relax_cell=best_kind != "molecule"
+            )
+            if not result["error"] and result["energy_per_atom"] < energy:
+                record.update(
+                    energy_per_atom=result["energy_per_atom"],
+                    relaxed=True,
+                    relax_converged=result["converged"],
+                    relax_steps=result["n_steps"],
+                    volume_per_atom=result["relaxed"].volume / len(structure),
+                )
+        cache[symbol] = record
+        if cache_path is not None:  # after each element, so a killed build keeps what it finished
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            cache_path.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
+    return {s: cache[s] for s in symbols}
+
+
+DFT_ENERGY_COLUMNS = ("formation_energy_per_atom", "heat_of_formation", "energy_per_atom")
+
+
+def _reference_order(frame, cap: int | None, seed: int):
+    """Row order for a capped hull: each reduced formula's lowest-DFT-energy polymorph first, random ties."""
+    if cap is None or cap >= len(frame):
+        return frame
+    rng = np.random.default_rng(seed)
+    frame = frame.assign(_tie=rng.random(len(frame)))
+    column = next((c for c in DFT_ENERGY_COLUMNS if c in frame.columns), None)
+    keys = [column, "_tie"] if column else ["_tie"]
+    frame = frame.sort_values(keys, na_position="last")
+    frame = frame.assign(_rank=frame.groupby("reduced_formula").cumcount())
+    return frame.sort_values(["_rank", "_tie"]).head(cap).drop(columns=["_tie", "_rank"])
+
+
+def reference_hull(params, dataset: str, force: bool = False, batch_size: int = 64) -> ReferenceHull:
+    """The CHGNet reference hull of `dataset` (module docstring), built once and cached.
+
+    Cache: `<references_dir>/<dataset>/hull.json` (entries: id, composition, energy [eV, total], energy_per_atom),
+    `hull_meta.json` (sizes, build time, cap, skipped rows, note); elemental references shared across datasets in
+    `<references_dir>/chgnet_elements.json`. A second call only reads the JSON (`force=True` rebuilds).
+    """
+    from autoperi.data.preprocess import record_to_structure
+    from autoperi.data.registry import load_processed
+
+    folder = params.path(params.evaluation.references_dir) / dataset
+    hull_file, meta_file = folder / "hull.json", folder / "hull_meta.json"
+    if hull_file.exists() and not force:
+        rows = json.loads(hull_file.read_text())
+        return ReferenceHull([_entry(r) for r in rows])
+
+    t0 = time.perf_counter()
+    cap = params.evaluation.hull_max_reference
+    frame = load_processed(params, [dataset])[dataset]
+    n_rows = len(frame)
+    frame = _reference_order(frame, cap, params.evaluation.seed)
+    structures = [record_to_structure(row) for row in frame.to_dict("records")]
+    energies = chgnet_energies(structures, batch_size=batch_size)
+    t_single = time.perf_counter() - t0
+    rows, skipped = [], []
+    for row, structure, energy in zip(frame.to_dict("records"), structures, energies, strict=True):
+        if not math.isfinite(energy):
+            skipped.append(str(row["id"]))
+            continue
+        rows.append(
+            dict(
+                id=f"{dataset}:{row['id']}",
+                composition=structure.composition.formula,
+                energy=float(energy) * len(structure),
+                energy_per_atom=float(energy),
+            )
+        )
+    elements = sorted({el.symbol for s in structures for el in s.composition.elements})
+    refs = elemental_references(elements, params.path(params.evaluation.references_dir) / "chgnet_elements.json")
+    for symbol, ref in refs.items():
+        rows.append(
+            dict(
+                id=f"element:{symbol}:{ref['prototype']}",
+                composition=symbol,
+                energy=ref["energy_per_atom"],
+                energy_per_atom=ref["energy_per_atom"],
+            )
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    hull_file.write_text(json.dumps(rows) + "\n")
+    meta = dict(
+        dataset=dataset,
+        n_entries=len(rows),
+        n_dataset_entries=len(rows) - len(refs),
+        n_elemental_entries=len(refs),
+        n_skipped=len(skipped),
+        skipped_ids=skipped[:1000],
+        hull_max_reference=cap,
+        n_dataset_rows=n_rows,
+        build_s=round(time.perf_counter() - t0, 1),
+        single_points_s=round(t_single, 1),
+        single_points_per_s=round(len(structures) / max(t_single, 1e-9), 2),
+        model="CHGNet 0.3.0",
+        note=SELF_CONSISTENT_NOTE,
+    )
+    meta_file.write_text(json.dumps(meta, indent=2) + "\n")
+    return ReferenceHull([_entry(r) for r in rows])
+
+
+def _entry(row: dict) -> PDEntry:
+    return PDEntry(Composition(row["composition"]), row["energy"], name=row["id"], attribute=row["id"])
