@@ -99,12 +99,30 @@ class TrainConfig:
     """Training of the model and its surrogate (issue: model). Owner: autoperi/training."""
 
     datasets: tuple[str, ...] = ("perov_5", "mp20_bt", "carbon_24")
-    models_dir: str = "models"
+    models_dir: str = "models"                    # checkpoints go to <models_dir>/<dataset>/{best,last}.pt
     epochs: int = 100
-    batch_size: int = 256
+    batch_size: int = 256                         # global batch per optimizer step (split across processes)
     learning_rate: float = 1e-3
+    weight_decay: float = 0.0                     # AdamW
+    scheduler: str = "cosine"                     # none | cosine (per step, to min_learning_rate) | plateau
+    warmup_steps: int = 0                         # linear warmup of the learning rate (optimizer steps)
+    min_learning_rate: float = 1e-5
+    plateau_factor: float = 0.5                   # scheduler: plateau
+    plateau_patience: int = 5                     # validations without improvement before the lr drops
+    grad_clip_norm: float = 1.0                   # 0 = no clipping
+    max_nonfinite_steps: int = 10                 # consecutive NaN/Inf losses or gradients before the run stops
+    patience: int = 20                            # early stopping: validations without improvement; 0 = off
+    min_delta: float = 0.0                        # improvement smaller than this does not count
+    val_every: int = 1                            # epochs between validations (and at the last epoch)
+    checkpoint_every_steps: int = 0               # also write last.pt every N batches (0: at epoch ends only)
+    max_minutes: float | None = None              # wall-clock budget over all sessions of a run; null = none
+    max_train_rows: int | None = None             # seeded subset of the train split (quick profiles); null = all
+    max_val_rows: int | None = None
+    val_fraction: float = 0.1                     # held out of train when a dataset has no val split (carbon_24)
+    processes: int = 1                            # >1: `autoperi train` launches torchrun with this many
+    resume: bool = True                           # continue from last.pt when it exists (same data and params)
     seed: int = 0
-    threads: int = 2
+    threads: int = 2                              # torch threads per process
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,469 @@
+"""`fit`: the training loop for any module with `loss(batch) -> (total, {term: tensor})`.
+
+Seeded and resumable: the data order of epoch e is a permutation drawn from a generator seeded by (seed, e), and
+`last.pt` holds model, optimizer, scheduler, every process's RNG states and the position inside the epoch, so a
+run killed at any point and resumed from `last.pt` continues the same trajectory (bit-identical on CPU).
+Non-finite losses or gradients skip the step (counted) and stop the run after `max_nonfinite_steps` in a row.
+Early stopping on the validation loss, a wall-clock budget, per-epoch metrics to `history.json` and MLflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from autoperi.config import Params, TrainConfig
+from autoperi.training import distributed
+from autoperi.training.checkpoint import (
+    FORMAT,
+    CheckpointError,
+    code_version,
+    data_hash,
+    read_checkpoint,
+    restore_rng_state,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    to_json,
+    to_plain,
+)
+
+LAST, BEST, HISTORY, CURVES = "last.pt", "best.pt", "history.json", "loss_curves.png"
+_VAL_SEED_OFFSET = 7919  # validation noise comes from its own stream, the same every epoch
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many consecutive steps had a NaN/Inf loss or gradient."""
+
+
+# --- data access: a list of items (PyG Data, tensors) or a pandas DataFrame -------------------------------------
+
+
+def _take(data, indices: np.ndarray):
+    if hasattr(data, "iloc"):
+        return data.iloc[indices]
+    return [data[int(i)] for i in indices]
+
+
+def default_collate(items):
+    """PyG Data → Batch; anything else → torch's default collate."""
+    from torch_geometric.data import Batch, Data
+
+    if isinstance(items, list) and items and isinstance(items[0], Data):
+        return Batch.from_data_list(items)
+    return torch.utils.data.default_collate(items)
+
+
+def item_ids(data) -> list:
+    """Ids that identify the training items for the data hash: the `id` column / attribute, else positions."""
+    if hasattr(data, "columns"):
+        return list(data["id"]) if "id" in data.columns else list(range(len(data)))
+    return [getattr(item, "id", i) for i, item in enumerate(data)]
+
+
+# --- optimizer and schedules ------------------------------------------------------------------------------------
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig):
+    """AdamW and the schedule named by `cfg.scheduler`: `none` / `cosine` (per step, after linear warmup) /
+    `plateau` (per validation). Returns (optimizer, plateau scheduler or None); warmup and cosine are applied by
+    `_set_lr` from the optimizer-step count, so they need no scheduler state."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    if cfg.scheduler == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_learning_rate
+        )
+        return optimizer, scheduler
+    if cfg.scheduler not in ("none", "cosine"):
+        raise ValueError(f"train.scheduler {cfg.scheduler!r}: use none, cosine or plateau")
+    return optimizer, None
+
+
+def _lr_factor(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """Multiplier of the base learning rate at optimizer step `step` (linear warmup, then constant or cosine)."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.scheduler != "cosine":
+        return 1.0
+    floor = cfg.min_learning_rate / cfg.learning_rate
+    span = max(total_steps - cfg.warmup_steps, 1)
+    progress = min(max(step - cfg.warmup_steps, 0) / span, 1.0)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+# --- the loop -----------------------------------------------------------------------------------------------------
+
+
+def _new_progress() -> dict:
+    return {
+        "epoch": 0,  # completed epochs = index of the current one
+        "batch_in_epoch": 0,  # batches of the current epoch already processed (skipped ones included)
+        "global_step": 0,  # batches processed
+        "optimizer_steps": 0,
+        "skipped_steps": 0,
+        "consecutive_nonfinite": 0,
+        "best_val_loss": math.inf,
+        "best_epoch": 0,
+        "bad_validations": 0,
+        "elapsed_s": 0.0,  # training wall time over all sessions (max_minutes counts this)
+        "finished": False,
+        "stop_reason": "",
+    }
+
+
+def _new_accumulator() -> dict:
+    return {"n": 0.0, "sums": {}, "seconds": 0.0, "skipped": 0}
+
+
+def _epoch_means(acc: dict) -> dict:
+    n = max(acc["n"], 1.0)
+    return {k: v / n for k, v in acc["sums"].items()}
+
+
+def _reduced_stats(total, terms: dict, n_items: int, keys: list[str], job, stop: bool = False) -> torch.Tensor:
+    """[nonfinite flag, stop flag, n, n·total, n·term…] summed over processes, float64 (one all-reduce a step
+    carries the NaN guard, rank 0's time-budget decision and the epoch's loss sums)."""
+    values = [float(not torch.isfinite(total.detach())), float(stop), float(n_items), float(total.detach()) * n_items]
+    values += [float(terms[k].detach()) * n_items for k in keys]
+    return distributed.all_reduce_sum(torch.tensor(values, dtype=torch.float64), job)
+
+
+@torch.no_grad()
+def evaluate(model, data, cfg: TrainConfig, collate: Callable, job=None) -> dict:
+    """Mean total loss and terms over `data` in eval mode (weighted by items), with fixed noise every call."""
+    job = job or distributed.current()
+    batches = distributed.global_batches(np.arange(len(data)), cfg.batch_size, min_size=job.world_size)
+    was_training = model.training
+    model.eval()
+    sums, keys = None, None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed + _VAL_SEED_OFFSET + job.rank)
+        for batch_idx in batches:
+            mine = distributed.shard(batch_idx, job)
+            total, terms = model.loss(collate(_take(data, mine)))
+            keys = keys or sorted(terms)
+            stats = _reduced_stats(total, terms, len(mine), keys, job)
+            sums = stats if sums is None else sums + stats
+    model.train(was_training)
+    if sums is None:
+        return {}
+    n = float(sums[2])
+    out = {"loss": float(sums[3]) / n}
+    out.update({k: float(v) / n for k, v in zip(keys, sums[4:], strict=True)})
+    return out
+
+
+def fit(
+    model: torch.nn.Module,
+    train_data: Sequence,
+    val_data: Sequence | None,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    params: Params | None = None,
+    dataset: str | None = None,
+    resume: bool = True,
+    log_mlflow: bool = True,
+    collate: Callable | None = None,
+    train_ids: Sequence | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train `model` (anything with `loss(batch) -> (total, terms)`) and write `out_dir/{last,best}.pt` and
+    `history.json`; returns {"history", "best_val_loss", "best_epoch", "stop_reason", ...}.
+
+    `train_data`/`val_data`: a list of items or a DataFrame; `collate(items or frame rows) -> batch` (default: PyG
+    Batch of Data items). `cfg.batch_size` is the global batch: under torchrun each process takes an interleaved
+    share and its loss is weighted by its share, so the averaged gradient equals the single-process one.
+    `resume`: continue from `out_dir/last.pt` when it exists (refused if it was trained on other data or params);
+    a finished run is returned as it is. `params`/`dataset`: recorded in the checkpoint and used for MLflow.
+    """
+    job = distributed.current()
+    torch.set_num_threads(cfg.threads)
+    out_dir = Path(out_dir)
+    collate = collate or default_collate
+    config = {
+        "train": dataclasses.asdict(cfg),
+        "model": _model_config(model, params),
+        "graphs": dataclasses.asdict(params.graphs) if params else None,
+        "profile": params.profile if params else None,
+        "dataset": dataset,
+    }
+    ids = list(train_ids) if train_ids is not None else item_ids(train_data)
+    digest = data_hash(ids, {k: config[k] for k in ("model", "graphs", "dataset")})
+    optimizer, plateau = build_optimizer(model, cfg)
+    state = _load_resume_state(out_dir / LAST, digest) if resume else None
+    if state is not None:
+        model.load_state_dict(state["model_state"])
+        optimizer.load_state_dict(state["optimizer_state"])
+        if plateau is not None and state.get("scheduler_state"):
+            plateau.load_state_dict(state["scheduler_state"])
+        prog, acc, history = state["progress"], state["accumulator"], list(state["history"])
+        rngs = state["rng"]
+        if job.rank < len(rngs):
+            restore_rng_state(rngs[job.rank])
+        else:
+            seed_everything(cfg.seed + job.rank + 1000 * prog["global_step"])
+    else:
+        prog, acc, history = _new_progress(), _new_accumulator(), []
+        seed_everything(cfg.seed + job.rank)
+    loss_fn = distributed.wrap_for_training(model, job)
+    batches_per_epoch = len(distributed.global_batches(np.arange(len(train_data)), cfg.batch_size, job.world_size))
+    if batches_per_epoch == 0:
+        raise ValueError(f"{len(train_data)} training items: too few for {job.world_size} process(es)")
+    total_steps = cfg.epochs * batches_per_epoch
+    _set_lr(optimizer, cfg, prog["optimizer_steps"], total_steps, plateau)
+    meta = {
+        "format": FORMAT,
+        "config": config,
+        "stats": to_plain(getattr(model, "stats", None), "model.stats"),
+        "data_hash": digest,
+        "code_version": code_version(),
+        "n_train": len(train_data),
+        "n_val": len(val_data) if val_data is not None else 0,
+        "world_size": job.world_size,
+    }
+
+    def checkpoint(path: Path, full: bool = True) -> None:
+        rngs = distributed.gather_objects(rng_state(), job) if full else None
+        if not job.is_main:
+            return
+        state = {**meta, "model_state": model.state_dict(), "progress": dict(prog), "history": history}
+        if full:
+            state.update(
+                optimizer_state=optimizer.state_dict(),
+                scheduler_state=plateau.state_dict() if plateau is not None else None,
+                rng=rngs,
+                accumulator=acc,
+            )
+        save_checkpoint(state, path)
+
+    if prog["finished"] or prog["epoch"] >= cfg.epochs:
+        return _result(prog, history, out_dir, digest)
+    prog["stop_reason"] = ""
+    session_start = time.monotonic()
+    elapsed_before = prog["elapsed_s"]
+
+    def over_budget() -> bool:
+        return cfg.max_minutes is not None and prog["elapsed_s"] > 60 * cfg.max_minutes
+
+    if over_budget():  # same value on every process: it comes from the checkpoint
+        prog["stop_reason"] = "time_budget"
+        return _result(prog, history, out_dir, digest)
+    with _mlflow_run(params, dataset, log_mlflow and job.is_main, digest, prog) as mlflow:
+        while prog["epoch"] < cfg.epochs and not prog["finished"] and prog["stop_reason"] != "time_budget":
+            epoch = prog["epoch"]
+            order = distributed.epoch_order(len(train_data), cfg.seed, epoch)
+            batches = distributed.global_batches(order, cfg.batch_size, min_size=job.world_size)
+            bar = _progress_bar(progress and job.is_main, len(batches), prog["batch_in_epoch"], epoch, cfg.epochs)
+            model.train()
+            tick = time.monotonic()
+            for b in range(prog["batch_in_epoch"], len(batches)):
+                mine = distributed.shard(batches[b], job)
+                total, terms = loss_fn(collate(_take(train_data, mine)))
+                optimizer.zero_grad(set_to_none=True)
+                (total * (len(mine) * job.world_size / len(batches[b]))).backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm or math.inf)
+                keys = sorted(terms)
+                stats = _reduced_stats(total, terms, len(mine), keys, job, stop=job.is_main and over_budget())
+                prog["batch_in_epoch"], prog["global_step"] = b + 1, prog["global_step"] + 1
+                if stats[0] > 0 or not torch.isfinite(grad_norm):
+                    optimizer.zero_grad(set_to_none=True)
+                    prog["skipped_steps"] += 1
+                    prog["consecutive_nonfinite"] += 1
+                    acc["skipped"] += 1
+                    if prog["consecutive_nonfinite"] >= cfg.max_nonfinite_steps:
+                        prog["elapsed_s"] = elapsed_before + time.monotonic() - session_start
+                        prog["stop_reason"] = "non_finite"
+                        checkpoint(out_dir / LAST)
+                        bad = {k: float(v.detach()) for k, v in terms.items() if not torch.isfinite(v.detach())}
+                        raise NonFiniteLossError(
+                            f"{prog['consecutive_nonfinite']} consecutive steps with a non-finite loss or gradient "
+                            f"(last at epoch {epoch + 1}, batch {b + 1}: loss {float(total.detach())}, "
+                            f"non-finite terms {bad or 'none'}, gradient norm {float(grad_norm)}); "
+                            f"{prog['skipped_steps']} skipped in all. Parameters are those of the last finite step "
+                            f"({out_dir / LAST}). Lower train.learning_rate or check the data."
+                        )
+                else:
+                    optimizer.step()
+                    prog["optimizer_steps"] += 1
+                    prog["consecutive_nonfinite"] = 0
+                    _set_lr(optimizer, cfg, prog["optimizer_steps"], total_steps, plateau)
+                    acc["n"] += float(stats[2])
+                    for key, value in zip(["loss", *keys], stats[3:], strict=True):
+                        acc["sums"][key] = acc["sums"].get(key, 0.0) + float(value)
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(total.detach()):.4g}", refresh=False)
+                now = time.monotonic()
+                acc["seconds"] += now - tick
+                tick = now
+                prog["elapsed_s"] = elapsed_before + now - session_start
+                if stats[1] > 0:  # rank 0 ran out of time before this step
+                    prog["stop_reason"] = "time_budget"
+                    break
+                if cfg.checkpoint_every_steps and prog["global_step"] % cfg.checkpoint_every_steps == 0:
+                    checkpoint(out_dir / LAST)
+            bar.close()
+            if prog["batch_in_epoch"] < len(batches):  # time budget hit mid-epoch: keep the partial epoch
+                checkpoint(out_dir / LAST)
+                break
+            record = _finish_epoch(model, val_data, cfg, collate, job, prog, acc, plateau)
+            record["learning_rate"] = optimizer.param_groups[0]["lr"]
+            history.append(record)
+            improved = record.get("improved", val_data is None or len(val_data) == 0)
+            prog["epoch"], prog["batch_in_epoch"] = epoch + 1, 0
+            acc.clear()
+            acc.update(_new_accumulator())
+            if prog["epoch"] >= cfg.epochs and not prog["stop_reason"]:
+                prog["stop_reason"] = "epochs"
+            prog["finished"] = prog["finished"] or prog["epoch"] >= cfg.epochs
+            if improved:
+                checkpoint(out_dir / BEST, full=False)
+            checkpoint(out_dir / LAST)
+            if job.is_main:
+                _write_json(out_dir / HISTORY, {"history": history, **_summary(prog, digest)})
+                if mlflow is not None:
+                    mlflow.log_metrics({k: v for k, v in _numeric(record).items() if k != "epoch"}, step=epoch + 1)
+        if job.is_main and mlflow is not None:
+            _log_artifacts(mlflow, out_dir, history, prog)
+    distributed.barrier(job)
+    return _result(prog, history, out_dir, digest)
+
+
+def _finish_epoch(model, val_data, cfg, collate, job, prog, acc, plateau) -> dict:
+    """Validate (every `val_every` epochs and at the last), update early stopping, return the epoch's record."""
+    epoch = prog["epoch"] + 1
+    means = _epoch_means(acc)
+    record = {"epoch": epoch, "train_loss": means.pop("loss", math.nan)}
+    record.update({f"train_{k}": v for k, v in means.items()})
+    record.update(
+        train_s=acc["seconds"],
+        crystals_per_s=acc["n"] / acc["seconds"] if acc["seconds"] > 0 else math.nan,
+        skipped_steps=acc["skipped"],
+    )
+    validate = val_data is not None and len(val_data) > 0 and (epoch % cfg.val_every == 0 or epoch == cfg.epochs)
+    if validate:
+        tick = time.monotonic()
+        val = evaluate(model, val_data, cfg, collate, job)
+        record["val_s"] = time.monotonic() - tick
+        record["val_loss"] = val.pop("loss")
+        record.update({f"val_{k}": v for k, v in val.items()})
+        record["improved"] = bool(record["val_loss"] < prog["best_val_loss"] - cfg.min_delta)
+        if record["improved"]:
+            prog["best_val_loss"], prog["best_epoch"], prog["bad_validations"] = record["val_loss"], epoch, 0
+        else:
+            prog["bad_validations"] += 1
+            if cfg.patience and prog["bad_validations"] >= cfg.patience:
+                prog["stop_reason"], prog["finished"] = "early_stopping", True
+        if plateau is not None:
+            plateau.step(record["val_loss"])
+    elif val_data is None or len(val_data) == 0:
+        prog["best_epoch"] = epoch  # no validation set: the latest model is the best one
+    return record
+
+
+def _set_lr(optimizer, cfg: TrainConfig, step: int, total_steps: int, plateau) -> None:
+    if plateau is not None and not (cfg.warmup_steps and step < cfg.warmup_steps):
+        return  # ReduceLROnPlateau owns the learning rate after warmup
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.learning_rate * _lr_factor(cfg, step, total_steps)
+
+
+def _model_config(model, params: Params | None):
+    if params is not None:
+        return dataclasses.asdict(params.model)
+    cfg = getattr(model, "cfg", None)
+    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else None
+
+
+def _load_resume_state(path: Path, digest: str) -> dict | None:
+    if not path.exists():
+        return None
+    state = read_checkpoint(path)
+    if state.get("data_hash") != digest:
+        raise CheckpointError(
+            f"{path} was trained on other data or model params (data hash {state.get('data_hash', '?')[:12]} "
+            f"!= {digest[:12]}); delete it or pass resume=False (CLI: --no-resume) to start afresh"
+        )
+    if "optimizer_state" not in state:
+        raise CheckpointError(f"{path} holds no optimizer/RNG state (a best.pt?); cannot resume from it")
+    return state
+
+
+def _summary(prog: dict, digest: str) -> dict:
+    return {
+        "best_val_loss": prog["best_val_loss"] if math.isfinite(prog["best_val_loss"]) else None,
+        "best_epoch": prog["best_epoch"],
+        "stop_reason": prog["stop_reason"],
+        "epochs_completed": prog["epoch"],
+        "skipped_steps": prog["skipped_steps"],
+        "train_minutes": prog["elapsed_s"] / 60,
+        "data_hash": digest,
+    }
+
+
+def _result(prog: dict, history: list, out_dir: Path, digest: str) -> dict:
+    return {
+        "history": list(history),
+        **_summary(prog, digest),
+        "last": out_dir / LAST,
+        "best": out_dir / BEST,
+        "history_path": out_dir / HISTORY,
+    }
+
+
+def _numeric(record: dict) -> dict:
+    return {k: float(v) for k, v in record.items() if isinstance(v, (int, float)) and math.isfinite(float(v))}
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(to_json(payload), indent=1, default=str) + "\n")
+    tmp.replace(path)
+
+
+def _progress_bar(enabled: bool, total: int, initial: int, epoch: int, epochs: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{epochs}", disable=not enabled, leave=False)
+
+
+@contextlib.contextmanager
+def _mlflow_run(params: Params | None, dataset: str | None, enabled: bool, digest: str, prog: dict):
+    """The MLflow module inside an `autoperi.tracking.start_run` (stage `train`), or None when not logging."""
+    if not enabled or params is None:
+        yield None
+        return
+    import mlflow
+
+    from autoperi.tracking import start_run
+
+    tags = {"data_hash": digest, "resumed_at_step": str(prog["global_step"])}
+    name = f"train:{dataset}" if dataset else "train"
+    with start_run(params, experiment=dataset or "train", stage="train", run_name=name, tags=tags):
+        yield mlflow
+
+
+def _log_artifacts(mlflow, out_dir: Path, history: list, prog: dict) -> None:
+    from autoperi.training.figures import plot_loss_curves
+
+    mlflow.log_metrics({k: float(v) for k, v in _numeric(_summary(prog, "")).items()})
+    mlflow.set_tag("stop_reason", prog["stop_reason"])
+    if history:
+        figure = plot_loss_curves(history)
+        figure.savefig(out_dir / CURVES, dpi=110, bbox_inches="tight")
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+        mlflow.log_artifact(str(out_dir / CURVES), artifact_path="figures")
+    for name in (HISTORY, BEST):
+        if (out_dir / name).exists():
+            mlflow.log_artifact(str(out_dir / name), artifact_path="checkpoints" if name == BEST else None)
