@@ -28,6 +28,7 @@ pymatgen `PhaseDiagram` of each queried chemical system lazily from the entries 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -41,7 +42,9 @@ import numpy as np
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Structure
 
+from autoperi.data.preprocess import record_to_structure
 from autoperi.metrics.potential import chgnet_energies, relax_structure
+from autoperi.parallel import fan_out
 
 log = logging.getLogger(__name__)
 
@@ -236,14 +239,28 @@ def _reference_order(frame, cap: int | None, seed: int):
     return frame.sort_values(["_rank", "_tie"]).head(cap).drop(columns=["_tie", "_rank"])
 
 
-def reference_hull(params, dataset: str, force: bool = False, batch_size: int = 64) -> ReferenceHull:
+HULL_CHUNK = 500  # structures per single-point task: the unit of resume and of dask fan-out
+
+
+def _chunk_energies(task: tuple[list[dict], int]) -> list[float]:
+    """CHGNet energies (eV/atom) of processed rows (runs on a dask worker)."""
+    from autoperi.data.preprocess import record_to_structure
+
+    records, batch_size = task
+    return chgnet_energies([record_to_structure(r) for r in records], batch_size=batch_size).tolist()
+
+
+def reference_hull(
+    params, dataset: str, force: bool = False, batch_size: int = 64, client=None, desc: str | None = "CHGNet hull"
+) -> ReferenceHull:
     """The CHGNet reference hull of `dataset` (module docstring), built once and cached.
 
     Cache: `<references_dir>/<dataset>/hull.json` (entries: id, composition, energy [eV, total], energy_per_atom),
     `hull_meta.json` (sizes, build time, cap, skipped rows, note); elemental references shared across datasets in
-    `<references_dir>/chgnet_elements.json`. A second call only reads the JSON (`force=True` rebuilds).
+    `<references_dir>/chgnet_elements.json`. A second call only reads the JSON (`force=True` rebuilds). Single
+    points run in chunks of `HULL_CHUNK` structures (one dask task each on `client`), each chunk saved under
+    `<dataset>/single_points/` as it finishes, so an interrupted build resumes.
     """
-    from autoperi.data.preprocess import record_to_structure
     from autoperi.data.registry import load_processed
 
     folder = params.path(params.evaluation.references_dir) / dataset
@@ -257,11 +274,29 @@ def reference_hull(params, dataset: str, force: bool = False, batch_size: int = 
     frame = load_processed(params, [dataset])[dataset]
     n_rows = len(frame)
     frame = _reference_order(frame, cap, params.evaluation.seed)
-    structures = [record_to_structure(row) for row in frame.to_dict("records")]
-    energies = chgnet_energies(structures, batch_size=batch_size)
-    t_single = time.perf_counter() - t0
+    records = frame[["id", "lattice", "atomic_numbers", "frac_coords"]].to_dict("records")
+    chunk_dir = folder / "single_points"
+    chunk_dir.mkdir(parents=True, exist_ok=True)
+    chunks = [records[i : i + HULL_CHUNK] for i in range(0, len(records), HULL_CHUNK)]
+    names = [
+        f"{k:04d}_" + hashlib.sha256(json.dumps([str(r["id"]) for r in c]).encode()).hexdigest()[:16] + ".json"
+        for k, c in enumerate(chunks)
+    ]
+    done = {k: json.loads((chunk_dir / n).read_text()) for k, n in enumerate(names) if (chunk_dir / n).exists()}
+    todo = [k for k in range(len(chunks)) if k not in done]
+
+    def store(i: int, energies: list[float]) -> None:
+        done[todo[i]] = energies
+        (chunk_dir / names[todo[i]]).write_text(json.dumps(energies) + "\n")
+
+    t_sp = time.perf_counter()
+    fan_out(_chunk_energies, [(chunks[k], batch_size) for k in todo], client, desc=desc, on_result=store)
+    t_single = time.perf_counter() - t_sp
+    energies = [e for k in range(len(chunks)) for e in done[k]]
+    n_computed = sum(len(chunks[k]) for k in todo)
+    structures = [record_to_structure(r) for r in records]
     rows, skipped = [], []
-    for row, structure, energy in zip(frame.to_dict("records"), structures, energies, strict=True):
+    for row, structure, energy in zip(records, structures, energies, strict=True):
         if not math.isfinite(energy):
             skipped.append(str(row["id"]))
             continue
@@ -274,7 +309,9 @@ def reference_hull(params, dataset: str, force: bool = False, batch_size: int = 
             )
         )
     elements = sorted({el.symbol for s in structures for el in s.composition.elements})
+    t_el = time.perf_counter()
     refs = elemental_references(elements, params.path(params.evaluation.references_dir) / "chgnet_elements.json")
+    t_elements = time.perf_counter() - t_el
     for symbol, ref in refs.items():
         rows.append(
             dict(
@@ -297,7 +334,9 @@ def reference_hull(params, dataset: str, force: bool = False, batch_size: int = 
         n_dataset_rows=n_rows,
         build_s=round(time.perf_counter() - t0, 1),
         single_points_s=round(t_single, 1),
-        single_points_per_s=round(len(structures) / max(t_single, 1e-9), 2),
+        n_single_points_this_run=n_computed,
+        single_points_per_s=round(n_computed / t_single, 2) if n_computed else None,
+        elemental_s=round(t_elements, 1),
         model="CHGNet 0.3.0",
         note=SELF_CONSISTENT_NOTE,
     )

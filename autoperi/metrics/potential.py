@@ -5,9 +5,9 @@ trained on the Materials Project trajectory set (PBE/PBE+U), so its energies are
 with the datasets' own DFT numbers. Everything stability-related in `autoperi.metrics` uses only these functions, so
 generated and reference energies always come from the same model.
 
-Performance notes (measured, see README of the metrics): single points run under `torch.no_grad()` (CHGNet's own
-`predict_graph` keeps the autograd graph even for task "e"; dropping it is ~5x faster on CPU) and torch uses one
-thread per process (`load_chgnet`), because parallelism comes from dask worker processes.
+Speed: single points run under `torch.no_grad()` (CHGNet's own `predict_graph` keeps the autograd graph even for
+task "e"; dropping it made 200 Perov-5 single points ~5x faster on this 2-core VM), and torch uses one thread per
+process (`load_chgnet`), because parallelism comes from dask worker processes.
 """
 
 from __future__ import annotations
@@ -133,35 +133,35 @@ def relax_structure(structure: Structure, fmax: float = 0.1, max_steps: int = 50
     result = dict(converged=False, n_steps=0, energy_per_atom=math.nan, initial_energy_per_atom=math.nan, error="")
     result["relaxed"] = None
     n = len(structure)
-    try:
-        calc = _calculator()
-        calc.model.graph_converter.set_isolated_atom_response("error")
-        atoms = AseAtomsAdaptor.get_atoms(structure)
-        atoms.calc = calc
-        result["initial_energy_per_atom"] = float(atoms.get_potential_energy()) / n
-        target = FrechetCellFilter(atoms) if relax_cell else atoms
-        optimizer = FIRE(target, logfile=None)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+    with warnings.catch_warnings():  # CHGNet warns on every call about a tensor it converts; noise here
+        warnings.simplefilter("ignore")
+        try:
+            calc = _calculator()
+            calc.model.graph_converter.set_isolated_atom_response("error")
+            atoms = AseAtomsAdaptor.get_atoms(structure)
+            atoms.calc = calc
+            result["initial_energy_per_atom"] = float(atoms.get_potential_energy()) / n
+            target = FrechetCellFilter(atoms) if relax_cell else atoms
+            optimizer = FIRE(target, logfile=None)
             converged = bool(optimizer.run(fmax=fmax, steps=max_steps))
-        result["n_steps"] = int(optimizer.nsteps)
-        energy = float(atoms.get_potential_energy()) / n
-        result["energy_per_atom"] = energy
-        relaxed = AseAtomsAdaptor.get_structure(atoms)
-        for key in list(relaxed.site_properties):
-            relaxed.remove_site_property(key)
-        result["relaxed"] = relaxed
-        ratio = relaxed.volume / structure.volume
-        forces = atoms.get_forces()
-        if not (math.isfinite(energy) and np.isfinite(forces).all()):
-            result["error"] = "non-finite energy or forces"
-        elif not (1 / MAX_VOLUME_RATIO <= ratio <= MAX_VOLUME_RATIO):
-            result["error"] = f"exploded: volume changed {ratio:.3g}-fold"
-        elif _min_distance(relaxed) < MIN_DISTANCE_ANGSTROM:
-            result["error"] = f"collapsed: atoms closer than {MIN_DISTANCE_ANGSTROM} Å"
-        result["converged"] = converged and not result["error"]
-    except Exception as exc:  # a generated crystal may break the potential; that is a result, not a crash
-        result["error"] = f"{type(exc).__name__}: {exc}"[:300]
+            result["n_steps"] = int(optimizer.nsteps)
+            energy = float(atoms.get_potential_energy()) / n
+            result["energy_per_atom"] = energy
+            relaxed = AseAtomsAdaptor.get_structure(atoms)
+            for key in list(relaxed.site_properties):
+                relaxed.remove_site_property(key)
+            result["relaxed"] = relaxed
+            ratio = relaxed.volume / structure.volume
+            forces = atoms.get_forces()
+            if not (math.isfinite(energy) and np.isfinite(forces).all()):
+                result["error"] = "non-finite energy or forces"
+            elif not (1 / MAX_VOLUME_RATIO <= ratio <= MAX_VOLUME_RATIO):
+                result["error"] = f"exploded: volume changed {ratio:.3g}-fold"
+            elif _min_distance(relaxed) < MIN_DISTANCE_ANGSTROM:
+                result["error"] = f"collapsed: atoms closer than {MIN_DISTANCE_ANGSTROM} Å"
+            result["converged"] = converged and not result["error"]
+        except Exception as exc:  # a generated crystal may break the potential; that is a result, not a crash
+            result["error"] = f"{type(exc).__name__}: {exc}"[:300]
     return result
 
 

@@ -22,6 +22,7 @@ from autoperi.metrics.stability import (
     load_chgnet,
     reference_hull,
     relax_structures,
+    relaxation_rmsd,
     stability_summary,
 )
 
@@ -134,6 +135,19 @@ def test_relax_rattled_silicon_converges_and_lowers_energy(silicon):
     assert chgnet_energies([relaxed])[0] == pytest.approx(row.energy_per_atom, abs=2e-3)
 
 
+def test_relaxation_rmsd_in_angstrom_hand_worked(perovskite):
+    # One of n atoms moved by d (cell fixed): after the matcher removes the mean shift, the displacements are
+    # d(1 - 1/n) once and d/n (n - 1) times, so RMS = d sqrt(n - 1) / n = 0.2 * 2 / 5 = 0.08 Å for n = 5.
+    moved = perovskite.copy()
+    moved.translate_sites([1], [0.2, 0, 0], frac_coords=False)
+    rmsd, normalised = relaxation_rmsd(perovskite, moved)
+    assert rmsd == pytest.approx(0.08, abs=1e-6)
+    assert normalised == pytest.approx(0.08 / (perovskite.volume / 5) ** (1 / 3), abs=1e-6)
+    expanded = Structure(perovskite.lattice.matrix * 1.1, perovskite.species, perovskite.frac_coords)
+    assert relaxation_rmsd(perovskite, expanded)[0] == pytest.approx(0.0, abs=1e-6)  # pure expansion
+    assert all(math.isnan(x) for x in relaxation_rmsd(perovskite, perovskite.copy().replace_species({"Sr": "Ba"})))
+
+
 def test_non_physical_cells_are_recorded_not_raised(silicon):
     isolated = Structure(Lattice.cubic(30.0), ["Si", "Si"], [[0, 0, 0], [0.5, 0.5, 0.5]])  # no neighbour in 6 Å
     overlapping = Structure(Lattice.cubic(4.0), ["Si", "Si"], [[0, 0, 0], [0.025, 0, 0]])  # 0.1 Å apart
@@ -224,3 +238,18 @@ def test_capped_reference_keeps_lowest_dft_polymorph_per_formula_first():
     assert sorted(kept.index[:3]) == [1, 2, 4]  # the lowest of each formula
     assert set(kept.index[3:]) <= {0, 3}  # then second-lowest ones
     assert len(_reference_order(frame, cap=None, seed=0)) == 6
+
+
+@pytest.mark.slow
+def test_relax_on_two_dask_workers_matches_serial(tmp_path, silicon, nacl):
+    from autoperi.parallel import dask_client
+
+    rattled = silicon.copy()
+    rattled.translate_sites([0], [0.05, 0, 0], frac_coords=False)
+    serial = relax_structures([rattled, nacl], max_steps=20, desc=None)
+    with dask_client(None, 2) as client:
+        parallel = relax_structures([rattled, nacl], max_steps=20, client=client, cache_dir=tmp_path, desc=None)
+    assert len(list(tmp_path.glob("*.json"))) == 2
+    pd.testing.assert_frame_equal(
+        serial.drop(columns=["wall_s", "relaxed_cif"]), parallel.drop(columns=["wall_s", "relaxed_cif"]), atol=1e-5
+    )
