@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
+import pandas as pd
 import pytest
+from scipy.spatial.distance import cdist
 
+from autoperi.metrics.coverage import coverage
+from autoperi.metrics.figures import coverage_curves, distribution_figure, ehull_figure, precision_curve
 from autoperi.metrics.published import PUBLISHED_COLUMNS, published_table
 from autoperi.metrics.tables import comparison_table, format_table, not_comparable_published
 
@@ -78,3 +83,54 @@ def test_bad_json_names_the_file(tmp_path):
     (tmp_path / "perov_5" / "broken.json").write_text("{not json")
     with pytest.raises(ValueError, match="broken.json"):
         comparison_table(tmp_path, "perov_5")
+
+
+# --- figures: coverage curves agree with the coverage metric at every cutoff --------------------------------------
+
+
+def _fingerprints(rng, n, d, failed):
+    x = rng.normal(size=(n, d))
+    x[failed] = np.nan
+    return x
+
+
+def test_coverage_curves_match_the_coverage_metric_at_every_cutoff():
+    rng = np.random.default_rng(0)
+    gen_s, gen_c = _fingerprints(rng, 40, 5, [3, 7]), _fingerprints(rng, 40, 4, [11])
+    ref_s, ref_c = _fingerprints(rng, 30, 5, [0]), _fingerprints(rng, 30, 4, [])
+    cutoffs = [0.5, 1.0, 1.5, 2.0, 3.0]
+    curves = coverage_curves(gen_s, gen_c, ref_s, ref_c, cutoffs, comp_cutoff=2.0, n_generated_total=45)
+    for cutoff, recall, precision in curves.itertuples(index=False):
+        expected = coverage(gen_s, gen_c, ref_s, ref_c, cutoff, 2.0, n_generated_total=45)
+        assert recall == pytest.approx(expected["cov_recall"])
+        assert precision == pytest.approx(expected["cov_precision"])
+    assert curves["cov_recall"].is_monotonic_increasing and curves["cov_precision"].is_monotonic_increasing
+
+
+def test_precision_curve_from_per_structure_distances():
+    rng = np.random.default_rng(1)
+    gen_s, gen_c = _fingerprints(rng, 25, 3, [2]), _fingerprints(rng, 25, 3, [])
+    ref_s, ref_c = _fingerprints(rng, 20, 3, []), _fingerprints(rng, 20, 3, [])
+    # The per-structure table as evaluate_samples writes it: nearest test distance, NaN where the fingerprint failed.
+    table = pd.DataFrame(
+        {
+            "nn_struct_dist": [np.nan if np.isnan(g).any() else cdist(g[None], ref_s).min() for g in gen_s],
+            "nn_comp_dist": cdist(gen_c, ref_c).min(axis=1),
+        }
+    )
+    cutoffs = [0.3, 0.8, 1.5]
+    from_table = precision_curve(table, cutoffs, comp_cutoff=1.0)
+    full = coverage_curves(gen_s, gen_c, ref_s, ref_c, cutoffs, comp_cutoff=1.0)
+    assert np.allclose(from_table["cov_precision"], full["cov_precision"])
+    assert from_table["cov_recall"].isna().all()
+
+
+def test_figures_are_written(tmp_path):
+    rng = np.random.default_rng(2)
+    columns = ["density", "n_elements", "a", "b", "c", "alpha", "beta", "gamma"]
+    test = pd.DataFrame(rng.uniform(1, 10, size=(50, 8)), columns=columns).assign(n_elements=3)
+    model = pd.DataFrame(rng.uniform(1, 10, size=(30, 8)), columns=columns).assign(n_elements=2, e_hull=np.nan)
+    assert distribution_figure({"m": model}, test, tmp_path / "d.png").stat().st_size > 0
+    assert ehull_figure({"m": model}, tmp_path / "e.png") is None  # no E_hull values: no figure
+    model["e_hull"] = rng.uniform(0, 0.5, size=30)
+    assert ehull_figure({"m": model}, tmp_path / "e.png").stat().st_size > 0
