@@ -66,6 +66,10 @@ class EvaluationConfig:
     scheduler: str | None = None                  # dask address tcp://HOST:PORT; null = a LocalCluster
     workers: int = 2
     seed: int = 0
+    frechet_embedding: bool = True                # Fréchet distance on CHGNet crystal embeddings
+    max_atoms: int = 500                          # samples with more sites are refused (too_many_atoms)
+    max_lattice_length_angstrom: float = 1000.0   # samples with a longer lattice vector are refused (bad_lattice)
+    chunk_size: int = 64                          # structures per fingerprint task (and per cache part)
 
 
 @dataclass(frozen=True)

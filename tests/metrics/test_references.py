@@ -1,0 +1,137 @@
+"""Reference data of the evaluation: built from a few real raw rows, cached, capped, resumable."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import autoperi.metrics.samples as samples_module
+from autoperi.data.preprocess import record_to_structure, structure_record
+from autoperi.data.readers import Limits, structure_from_cif_block
+from autoperi.metrics.coverage import composition_fingerprint, structure_fingerprint
+from autoperi.metrics.references import build_references, coverage_family, magpie_scaler
+from autoperi.metrics.samples import ScoreCache, cached_scores, matcher_primitive_sites, structure_key
+
+RAW_FILES = {
+    "perov_5": {"test": "test.csv", "train": "train_reconstructed.csv", "val": "val.csv"},
+    "carbon_24": {"test": "test.csv", "train": "val.csv"},  # carbon_24's train split is CDVAE's val file
+}
+ENERGY = {"perov_5": ("heat_all", "heat_of_formation"), "carbon_24": ("energy_per_atom", "energy_per_atom")}
+
+
+def raw_table(raw_dir, dataset: str, rows_per_split: dict[str, int]) -> pd.DataFrame:
+    """A processed-like table (same columns as data/processed) from the first rows of the raw CSVs."""
+    records = []
+    raw_column, column = ENERGY[dataset]
+    for split, n in rows_per_split.items():
+        for row in pd.read_csv(raw_dir / dataset / RAW_FILES[dataset][split], nrows=n).to_dict("records"):
+            record = structure_record(structure_from_cif_block(row["cif"]), Limits(), 0.1)
+            record.update(id=f"{split}-{row['material_id']}", split=split, **{column: row.get(raw_column, np.nan)})
+            records.append(record)
+    return pd.DataFrame(records)
+
+
+def scoped(params, tmp_path, **evaluation):
+    """params with the evaluation outputs and the models folder (no surrogate) under tmp_path, plus evaluation
+    overrides."""
+    train = dataclasses.replace(params.train, models_dir=str(tmp_path / "models"))
+    cfg = dataclasses.replace(
+        params.evaluation,
+        references_dir=str(tmp_path / "references"),
+        metrics_dir=str(tmp_path / "metrics"),
+        **evaluation,
+    )
+    return dataclasses.replace(params, evaluation=cfg, train=train)
+
+
+@pytest.fixture(scope="module")
+def perov_table(raw_dir):
+    return raw_table(raw_dir, "perov_5", {"test": 12, "train": 16, "val": 8})
+
+
+@pytest.mark.parametrize(
+    ("dataset", "family"),
+    [("perov_5", "perovskite"), ("perovskites", "perovskite"), ("carbon_24", "carbon"), ("mp20_bt", "mp20"),
+     ("mp_20", "mp20"), ("mpts_52", "mp20")],
+)  # fmt: skip
+def test_coverage_family(dataset, family):
+    assert coverage_family(dataset) == family
+
+
+def test_references_match_direct_fingerprints_and_are_cached(params, tmp_path, perov_table, monkeypatch):
+    params = scoped(params, tmp_path)
+    refs = build_references(params, "perov_5", table=perov_table)
+    assert refs.test_struct_fps.shape == (12, 61) and refs.test_comp_fps.shape == (12, 132)
+    assert len(refs.train) == 24 and set(refs.train["split"]) == {"train", "val"}
+    assert refs.cutoffs == (0.2, 4.0)
+    # Row 3 of the test split, fingerprinted directly.
+    structure = record_to_structure(perov_table[perov_table["split"] == "test"].iloc[3])
+    means, stds = magpie_scaler(params)
+    assert refs.test_struct_fps[3] == pytest.approx(structure_fingerprint(structure))
+    assert refs.test_comp_fps[3] == pytest.approx(composition_fingerprint(structure.composition, means, stds))
+    assert refs.test["density"][3] == pytest.approx(structure.density)
+    assert refs.train["n_prim_sites"].tolist() == [
+        matcher_primitive_sites(record_to_structure(r))
+        for r in perov_table[perov_table["split"] != "test"].to_dict("records")
+    ]
+    assert (tmp_path / "references" / "perov_5" / "fingerprints_meta.json").exists()
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a cached reference set was computed again")
+
+    monkeypatch.setattr(samples_module, "score_structures", forbidden)
+    again = build_references(params, "perov_5", table=perov_table)
+    np.testing.assert_array_equal(again.test_struct_fps, refs.test_struct_fps)
+    np.testing.assert_array_equal(again.train["n_prim_sites"], refs.train["n_prim_sites"])
+
+
+def test_max_reference_caps_both_sides_reproducibly(params, tmp_path, perov_table):
+    capped = build_references(scoped(params, tmp_path, max_reference=5), "perov_5", table=perov_table)
+    assert len(capped.test) == 5 and len(capped.train) == 5
+    assert set(capped.test["id"]) < set(perov_table.loc[perov_table["split"] == "test", "id"])
+    again = build_references(scoped(params, tmp_path / "b", max_reference=5), "perov_5", table=perov_table)
+    assert capped.test["id"].tolist() == again.test["id"].tolist()
+
+
+def test_cached_scores_resume_after_an_interruption(params, tmp_path, perov_table):
+    structures = [record_to_structure(r) for r in perov_table.to_dict("records")][:12]
+    keys = [f"s{i}:{structure_key(s)}" for i, s in enumerate(structures)]
+    scaler = magpie_scaler(params)
+    cache = ScoreCache(tmp_path / "cache")
+    calls = []
+
+    def dies_on_third_chunk(payload):
+        calls.append(len(payload[0]))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as if the run were killed
+        return samples_module._score_chunk(payload)
+
+    with pytest.raises(KeyboardInterrupt):
+        cached_scores(keys, structures, scaler, cache, chunk_size=4, compute=dies_on_third_chunk)
+    assert len(cache.load()) == 8  # the two finished chunks are on disk
+
+    resumed_calls = []
+
+    def counting(payload):
+        resumed_calls.append(list(payload[0]))
+        return samples_module._score_chunk(payload)
+
+    table = cached_scores(keys, structures, scaler, cache, chunk_size=4, compute=counting)
+    assert resumed_calls == [keys[8:]]  # only the unfinished chunk is computed
+    assert table["key"].tolist() == keys
+    fresh = cached_scores(keys, structures, scaler, ScoreCache(tmp_path / "fresh"), chunk_size=4)
+    pd.testing.assert_frame_equal(
+        table.drop(columns=["struct_fp", "comp_fp"]), fresh.drop(columns=["struct_fp", "comp_fp"])
+    )
+    assert [list(x) for x in table["struct_fp"]] == [list(x) for x in fresh["struct_fp"]]
+
+
+def test_structure_key_sees_content_not_object_identity(perov_table):
+    a = record_to_structure(perov_table.iloc[0])
+    b = record_to_structure(perov_table.iloc[0])
+    assert structure_key(a) == structure_key(b)
+    b.translate_sites([0], [0.01, 0, 0])
+    assert structure_key(a) != structure_key(b)
