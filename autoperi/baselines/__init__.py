@@ -2,7 +2,13 @@
 and random (symmetric pyxtal crystals with training compositions)."""
 
 from autoperi.baselines.build import KINDS, build_baseline, report_path, samples_path
-from autoperi.baselines.references import holdout_ids, memorization_draw, novelty_exclusions, oracle_draw
+from autoperi.baselines.references import (
+    holdout_ids,
+    memorization_draw,
+    novelty_exclusions,
+    oracle_draw,
+    without_novelty_ids,
+)
 
 __all__ = [
     "KINDS",
@@ -13,4 +19,5 @@ __all__ = [
     "oracle_draw",
     "report_path",
     "samples_path",
+    "without_novelty_ids",
 ]

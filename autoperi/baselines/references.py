@@ -105,3 +105,22 @@ def memorization_draw(table: pd.DataFrame, n: int, seed: int) -> Draw:
     if replace:
         notes.append(f"train has {len(train)} rows, fewer than the {n} requested: drawn with replacement")
     return Draw(rows=rows, source_split=TRAIN_SPLIT, n_requested=n, replacement=replace, notes=notes)
+
+
+def without_novelty_ids(references, ids):
+    """A copy of `references` (autoperi.metrics.references.References) whose novelty reference (its train rows,
+    and their fingerprints where kept) lacks `ids`: the oracle's hold-out on datasets without a val split."""
+    import dataclasses
+
+    drop = set(map(str, ids))
+    keep = ~references.train["id"].astype(str).isin(drop).to_numpy()
+    changes = {
+        "train": references.train[keep].reset_index(drop=True),
+        "details": {**references.details, "novelty_reference_excluded_ids": int((~keep).sum())},
+    }
+    # Per-train-row arrays (e.g. fingerprints for a pre-filter), when the References of the day carry any.
+    for f in dataclasses.fields(references):
+        value = getattr(references, f.name)
+        if f.name.startswith("train_") and isinstance(value, np.ndarray) and len(value) == len(keep):
+            changes[f.name] = value[keep]
+    return dataclasses.replace(references, **changes)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 from ase.io import read
 
-from autoperi.baselines import build_baseline, memorization_draw, novelty_exclusions, oracle_draw
+from autoperi.baselines import build_baseline, memorization_draw, novelty_exclusions, oracle_draw, without_novelty_ids
 
 
 def _ids(draw) -> list[str]:
@@ -81,3 +81,16 @@ def test_build_writes_extxyz_with_source_ids(table, params, tmp_path, monkeypatc
         assert np.allclose(np.asarray(frame.cell).ravel(), row["lattice"])
     saved = json.loads((tmp_path / "reports/samples/toy/oracle.report.json").read_text())
     assert saved["n_written"] == 4 and saved["source_split"] == "val"
+
+
+def test_without_novelty_ids_drops_only_those_rows(table_without_val):
+    from autoperi.metrics.references import References
+
+    train = table_without_val[table_without_val.split == "train"].reset_index(drop=True)
+    refs = References("carbon_24", test=train.iloc[:0], test_struct_fps=np.zeros((0, 2)),
+                      test_comp_fps=np.zeros((0, 2)), train=train)  # fmt: skip
+    held = novelty_exclusions(table_without_val, 8, seed=0)
+    reduced = without_novelty_ids(refs, held)
+    assert len(reduced.train) == len(train) - 8 and not set(reduced.train["id"]) & held
+    assert reduced.details["novelty_reference_excluded_ids"] == 8
+    assert len(refs.train) == len(train)  # the original is untouched
