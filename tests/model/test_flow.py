@@ -71,6 +71,17 @@ def test_inverse_is_exact(gauss_dim, torus_dim, context_dim):
     assert (log_det_forward + log_det_inverse).abs().max() <= 1e-6
 
 
+def test_inverse_is_accurate_in_float32():
+    flow = random_flow(3, 3, context_dim=2, scale=0.5).float()
+    u_g, u_t, cond, context = (t.float() if t.is_floating_point() else t for t in random_inputs(flow, 4096))
+    with torch.no_grad():
+        z_g, z_t, log_det_forward = flow(u_g, u_t, cond, context)
+        back_g, back_t, log_det_inverse = flow.inverse(z_g, z_t, cond, context)
+    assert z_g.dtype == torch.float32 and log_det_forward.abs().mean() > 1.0
+    errors = torch.cat([(back_g - u_g).abs(), wrapped_difference(back_t, u_t)], dim=-1)
+    assert errors.max() <= 1e-4 and (log_det_forward + log_det_inverse).abs().max() <= 1e-3
+
+
 def full_map(flow, cond, context, inverse):
     """(x_g, x_t) concatenated -> output concatenated, one sample, for autograd's Jacobian."""
 
@@ -217,18 +228,20 @@ def test_short_conditional_fit_finds_each_conditions_clusters():
     z_g_eval, z_t_eval, true_eval = toy_batch(1000, cond_eval, generator)
     with torch.no_grad():
         nll_before = -flow.log_prob(z_g_eval, z_t_eval, cond_eval).mean().item()
-    for _ in range(400):
-        cond = torch.randint(0, 2, (256,), generator=generator)
-        z_g, z_t, _ = toy_batch(256, cond, generator)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, 150)
+    for _ in range(150):
+        cond = torch.randint(0, 2, (128,), generator=generator)
+        z_g, z_t, _ = toy_batch(128, cond, generator)
         loss = -flow.log_prob(z_g, z_t, cond).mean()
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
+        schedule.step()
     with torch.no_grad():
         nll_after = -flow.log_prob(z_g_eval, z_t_eval, cond_eval).mean().item()
     true_nll = -true_eval.mean().item()
     assert nll_after < nll_before - 4.0, (nll_before, nll_after)
-    assert nll_after < true_nll + 0.35, (nll_after, true_nll)  # close to the entropy of the target
+    assert nll_after < true_nll + 0.25, (nll_after, true_nll)  # close to the entropy of the target
     centres_t = torch.tensor([[1.0, -2.0], [-2.8, 2.5]])
     centres_g = torch.tensor([[-2.0, 1.0], [2.0, -1.0]])
     for c in range(2):
