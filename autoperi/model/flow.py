@@ -206,7 +206,10 @@ class LatentFlow(nn.Module):
     def sample(
         self, n: int, cond, context: Tensor | None = None, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
-        """n latents (z_g [n, g], z_t [n, t] in [-pi, pi)) for cond (scalar or [n]) and context ([n, c])."""
+        """n latents (z_g [n, g], z_t [n, t] in [-pi, pi)) for cond (scalar or [n]) and context ([n, c]).
+
+        Runs without autograd; for reparameterised samples (e.g. optimising a context), call `forward` on base draws.
+        """
         weight = self.embedding.weight
         u_g = torch.randn(n, self.gauss_dim, generator=generator, device=weight.device, dtype=weight.dtype)
         u_t = torch.rand(n, self.torus_dim, generator=generator, device=weight.device, dtype=weight.dtype)
