@@ -227,6 +227,15 @@ def test_reference_hull_built_once_and_cached(tmp_path, monkeypatch, params, per
     again = reference_hull(local, "toy")
     assert sorted(e.name for e in again.all_entries) == sorted(e.name for e in hull.all_entries)
 
+    # Relaxed references: a new build (the flag differs), single points from the chunk cache, energies ≤ them.
+    relaxed = reference_hull(local, "toy", relax_references=True, desc=None)
+    meta = json.loads((tmp_path / "refs" / "toy" / "hull_meta.json").read_text())
+    assert meta["relaxed_references"] and meta["n_relax_ok"] == 4 and meta["n_single_points_this_run"] == 0
+    before = {e.name: e.energy_per_atom for e in hull.all_entries}
+    after = {e.name: e.energy_per_atom for e in relaxed.all_entries}
+    assert all(after[k] <= before[k] + 1e-9 for k in before) and after != before
+    assert len(list((tmp_path / "refs" / "toy" / "relaxations").glob("*.json"))) == 4
+
 
 def test_capped_reference_keeps_lowest_dft_polymorph_per_formula_first():
     frame = pd.DataFrame(
