@@ -79,12 +79,20 @@ class DftConfig:
     datasets: tuple[str, ...] = ("perov_5", "mp20_bt")
     sources: tuple[str, ...] = ("oracle", "random")
     out_dir: str = "reports/dft"
-    n_structures: int = 100
-    n_relax: int = 10
+    reference_dir: str = "reports/dft/references"  # elemental references, cached per protocol and element
+    n_structures: int = 100                        # seeded random subset of valid structures per (dataset, source)
+    n_relax: int = 10                              # of those (smallest first), GPAW-relaxed from the CHGNet relaxation
     seed: int = 100
     scheduler: str | None = None
-    workers: int = 2
-    timeout_s: float = 1800.0
+    workers: int = 2                               # dask worker processes, one GPAW task (1 thread) each
+    timeout_s: float = 1800.0                      # wall-time limit per GPAW task (single point or relaxation)
+    max_atoms: int = 20                            # larger cells are recorded as failures (too_large), not run
+    cutoff_ev: float = 500.0                       # plane-wave cutoff (convergence test: reports/dft/convergence.json)
+    kpt_density: float = 3.0                       # Monkhorst-Pack k-points per Å⁻¹ (GPAW kpts density)
+    smearing_ev: float = 0.1                       # Fermi-Dirac width
+    scf_maxiter: int = 120
+    relax_fmax: float = 0.05                       # eV/Å, GPAW relaxation (FrechetCellFilter + BFGS)
+    relax_steps: int = 30
 
 
 @dataclass(frozen=True)

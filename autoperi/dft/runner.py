@@ -1,0 +1,327 @@
+"""The DFT stage: one GPAW task per structure (a subprocess under a wall-time limit), fanned out with dask, written
+per structure as it finishes, resumable, and summarised.
+
+Layout under `<out_dir>/<dataset>/`:
+  <source>/structures/<name>.json   one record per structure (single point) and <name>__relax.json (relaxation)
+  <source>/structures.csv           all records so far, rewritten as each one arrives
+  <source>.json                     the summary (`summarize`)
+A record is final once written: a resumed run skips every name with a record, failures included (a failure counts
+against the structure; it is not retried). Failure reasons: too_large, scf_not_converged, timeout,
+gpaw_error:<msg>, reference_failed:<El> (the structure converged but an element's reference did not).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from autoperi.dft.protocol import Protocol
+
+CSV_COLUMNS = ["name", "kind", "formula", "n_atoms", "status", "reason", "energy_ev", "energy_per_atom", "spin",
+               "magmom", "n_kpts", "n_scf", "wall_s", "database_ef", "relax_converged", "relax_n_steps",
+               "relax_energy_drop_per_atom", "relax_error", "relax_wall_s"]
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", str(name))[:120]
+
+
+def _die_with_parent() -> None:  # Linux: the GPAW child dies with the process that started it (a killed run)
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def run_task(task: dict) -> dict:
+    """Run one worker task (`autoperi.dft.worker`) in a subprocess, killed after task['timeout_s'] seconds.
+
+    Never raises for a calculation's failure: returns {'status': 'failed', 'reason': ...} instead.
+    """
+    start = time.perf_counter()
+    env = {**os.environ, "OMP_NUM_THREADS": str(task.get("threads", 1)),
+           "OPENBLAS_NUM_THREADS": str(task.get("threads", 1))}
+    with tempfile.TemporaryDirectory(prefix="autoperi_dft_") as tmp:
+        task_path, result_path = Path(tmp) / "task.json", Path(tmp) / "result.json"
+        task_path.write_text(json.dumps(task))
+        proc = subprocess.Popen([sys.executable, "-m", "autoperi.dft.worker", str(task_path), str(result_path)],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                preexec_fn=_die_with_parent)
+        try:
+            _, stderr = proc.communicate(timeout=task["timeout_s"])
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            result = {"status": "failed", "reason": "timeout"}
+        else:
+            if result_path.exists():
+                result = json.loads(result_path.read_text())
+            else:
+                tail = (stderr or b"").decode(errors="replace").strip().splitlines()[-1:] or [""]
+                result = {"status": "failed", "reason": f"gpaw_error:worker exited {proc.returncode} {tail[0]}"[:300]}
+    result.setdefault("wall_s", time.perf_counter() - start)
+    result["task_wall_s"] = time.perf_counter() - start
+    return result
+
+
+def structure_tasks(
+    structures: Sequence[tuple[str, object]], protocol: Protocol, timeout_s: float, max_atoms: int,
+    relax_names: Sequence[str] = (), relax_inputs: dict | None = None, relax_fmax: float = 0.05,
+    relax_steps: int = 30,
+) -> list[dict]:
+    """Worker tasks: a single point per structure, and a relaxation for each name in `relax_names` (starting
+    from relax_inputs[name], e.g. the CHGNet-relaxed structure, when given)."""
+    tasks = []
+    for name, structure in structures:
+        base = {"kind": "structure", "protocol": protocol.as_dict(), "timeout_s": timeout_s,
+                "formula": structure.composition.reduced_formula, "n_atoms": len(structure)}
+        tasks.append({**base, "name": name, "structure": structure.as_dict(), "relax": False})
+        if name in relax_names:
+            start = (relax_inputs or {}).get(name, structure)
+            tasks.append({**base, "name": f"{name}__relax", "structure": start.as_dict(), "relax": True,
+                          "relax_fmax": relax_fmax, "relax_steps": relax_steps, "n_atoms": len(start)})
+    for task in tasks:
+        task["too_large"] = task["n_atoms"] > max_atoms
+    return tasks
+
+
+def _structure_or_skip(task: dict) -> dict:
+    if task["too_large"]:
+        return {"status": "failed", "reason": "too_large", "wall_s": 0.0}
+    return run_task(task)
+
+
+def _reference_task(task: dict) -> dict:
+    return run_task(task)
+
+
+def ensure_references(
+    elements: Sequence[str], protocol: Protocol, cache_dir: Path, unary_table: Path | None, timeout_s: float,
+    client=None,
+) -> dict[str, dict]:
+    """Reference records (cached per element; missing ones computed, one task each). Failed ones come back with
+    status 'failed' and are not cached, so a later run tries them again."""
+    from autoperi.dft.references import cached_reference, choose_reference_structures
+    from autoperi.parallel import fan_out
+
+    records = {el: cached_reference(el, protocol, cache_dir) for el in sorted(set(elements))}
+    missing = [el for el, rec in records.items() if rec is None or rec.get("status") != "ok"]
+    chosen = choose_reference_structures(missing, unary_table) if missing else {}
+    for el in missing:
+        if el not in chosen:
+            records[el] = {"element": el, "status": "failed", "reason": "no_reference_structure"}
+    missing = [el for el in missing if el in chosen]
+    tasks = []
+    for el in missing:
+        atoms = chosen[el]["atoms"]
+        tasks.append({"kind": "reference", "element": el, "protocol": protocol.as_dict(), "timeout_s": timeout_s,
+                      "cache_dir": str(cache_dir), "structure_source": chosen[el]["structure_source"],
+                      "molecule": chosen[el]["molecule"],
+                      "atoms": {"numbers": atoms.numbers.tolist(), "positions": atoms.get_positions().tolist(),
+                                "cell": np.asarray(atoms.cell).tolist(),
+                                "magmoms": atoms.get_initial_magnetic_moments().tolist()}})
+    while tasks:  # elements another run is computing right now ('busy') are asked again after the rest
+        results = fan_out(_reference_task, tasks, client, desc="DFT references")
+        busy = []
+        for task, result in zip(tasks, results, strict=True):
+            el = task["element"]
+            records[el] = result if result.get("status") == "ok" else {"element": el, **result}
+            if result.get("reason") == "busy":
+                busy.append(task)
+        if busy:
+            time.sleep(10)
+        tasks = busy
+    return records
+
+
+def run_structures(tasks: list[dict], folder: Path, client=None, database_ef: dict | None = None) -> list[dict]:
+    """Run the tasks whose record does not exist yet; write each record (JSON + the CSV) as it finishes.
+    Returns all records of `tasks` (old and new)."""
+    from autoperi.parallel import fan_out
+
+    records_dir = folder / "structures"
+    records_dir.mkdir(parents=True, exist_ok=True)
+    todo = [t for t in tasks if not (records_dir / f"{safe_name(t['name'])}.json").exists()]
+
+    def on_result(i: int, result: dict) -> None:
+        task = todo[i]
+        record = {"name": task["name"], "kind": "relax" if task["relax"] else "single_point",
+                  "formula": task["formula"], "n_atoms": task["n_atoms"],
+                  "database_ef": (database_ef or {}).get(task["name"].removesuffix("__relax"), math.nan),
+                  **{k: v for k, v in result.items() if k != "traceback"},
+                  "traceback": result.get("traceback", ""), "structure": task["structure"]}
+        path = records_dir / f"{safe_name(task['name'])}.json"
+        path.with_suffix(".tmp").write_text(json.dumps(record, default=float))
+        path.with_suffix(".tmp").replace(path)
+        write_csv(folder, tasks)
+
+    fan_out(_structure_or_skip, todo, client, desc=f"DFT {folder.name}" if todo else None, on_result=on_result)
+    write_csv(folder, tasks)
+    return load_records(folder, tasks)
+
+
+def load_records(folder: Path, tasks: list[dict] | None = None) -> list[dict]:
+    paths = sorted((folder / "structures").glob("*.json"))
+    if tasks is not None:
+        wanted = {safe_name(t["name"]) for t in tasks}
+        paths = [p for p in paths if p.stem in wanted]
+    return [json.loads(p.read_text()) for p in paths]
+
+
+def write_csv(folder: Path, tasks: list[dict] | None = None) -> Path:
+    records = load_records(folder, tasks)
+    table = pd.DataFrame([{c: r.get(c) for c in CSV_COLUMNS} for r in records], columns=CSV_COLUMNS)
+    path = folder / "structures.csv"
+    table.to_csv(path.with_suffix(".tmp"), index=False)
+    path.with_suffix(".tmp").replace(path)
+    return path
+
+
+def _mae_r2(pred: np.ndarray, ref: np.ndarray) -> tuple[float | None, float | None, int]:
+    ok = np.isfinite(pred) & np.isfinite(ref)
+    if ok.sum() == 0:
+        return None, None, 0
+    err = pred[ok] - ref[ok]
+    ss_tot = float(((ref[ok] - ref[ok].mean()) ** 2).sum())
+    r2 = 1 - float((err**2).sum()) / ss_tot if ok.sum() > 1 and ss_tot > 0 else None
+    return float(np.abs(err).mean()), r2, int(ok.sum())
+
+
+def formation_energies(records: list[dict], references: dict[str, dict]) -> pd.DataFrame:
+    """One row per single-point record: DFT formation energy (eV/atom) or the reason it is missing."""
+    from pymatgen.core import Structure
+
+    from autoperi.dft.references import formation_energy_per_atom
+
+    rows = []
+    for rec in records:
+        if rec["kind"] != "single_point":
+            continue
+        structure = Structure.from_dict(rec["structure"])
+        composition = structure.composition.get_el_amt_dict()
+        row = {"name": rec["name"], "formula": rec["formula"], "n_atoms": rec["n_atoms"], "status": rec["status"],
+               "reason": rec.get("reason", ""), "database_ef": rec.get("database_ef", math.nan),
+               "dft_ef": math.nan, "wall_s": rec.get("wall_s", math.nan), "spin": rec.get("spin")}
+        if rec["status"] == "ok":
+            bad = [el for el in composition if references.get(el, {}).get("status") != "ok"]
+            if bad:
+                row["status"], row["reason"] = "failed", f"reference_failed:{bad[0]}"
+            else:
+                mu = {el: references[el]["energy_per_atom"] for el in composition}
+                row["dft_ef"] = formation_energy_per_atom(rec["energy_ev"], composition, mu)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def chgnet_formation_energies(table: pd.DataFrame, records: list[dict], references: dict[str, dict]) -> np.ndarray:
+    """CHGNet E_f (eV/atom) = CHGNet energy/atom − Σ x_el μ_el^CHGNet, μ from the SAME reference structures as
+    the GPAW references. NaN where CHGNet or a reference is unavailable."""
+    from pymatgen.core import Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from autoperi.dft.references import reference_atoms
+
+    try:
+        from autoperi.metrics.potential import chgnet_energies
+    except ImportError:
+        return np.full(len(table), math.nan)
+    by_name = {r["name"]: r for r in records}
+    structures = [Structure.from_dict(by_name[n]["structure"]) for n in table["name"]]
+    elements = sorted({el for s in structures for el in s.composition.get_el_amt_dict()})
+    ok_refs = [el for el in elements if references.get(el, {}).get("status") == "ok"]
+    ref_structures = [AseAtomsAdaptor.get_structure(reference_atoms(references[el])) for el in ok_refs]
+    energies = chgnet_energies(structures + ref_structures) if structures else np.zeros(0)
+    mu = dict(zip(ok_refs, energies[len(structures):], strict=True))
+    out = np.full(len(structures), math.nan)
+    for i, s in enumerate(structures):
+        comp = s.composition.get_el_amt_dict()
+        if all(el in mu for el in comp):
+            out[i] = energies[i] - sum(n * mu[el] for el, n in comp.items()) / sum(comp.values())
+    return out
+
+
+def surrogate_formation_energies(structures: list, checkpoint_path: Path | None) -> np.ndarray | None:
+    """The project's surrogate E_f (eV/atom), or None when the surrogate module or its checkpoint is absent."""
+    if checkpoint_path is None or not Path(checkpoint_path).exists():
+        return None
+    try:
+        from autoperi.model.surrogate import predict_formation_energy
+    except ImportError:
+        return None
+    return np.asarray(predict_formation_energy(structures, checkpoint_path), dtype=float)
+
+
+def summarize(
+    folder: Path, tasks: list[dict], references: dict[str, dict], protocol: Protocol, gpaw_version: str,
+    wall_s: float, surrogate_checkpoint: Path | None = None, with_chgnet: bool = True, extra: dict | None = None,
+) -> dict:
+    """The stage's numbers for one (dataset, source); also writes `formation_energies.csv` next to the records."""
+    from pymatgen.core import Structure
+
+    records = load_records(folder, tasks)
+    table = formation_energies(records, references)
+    by_name = {r["name"]: r for r in records}
+    if len(table):
+        table["chgnet_ef"] = chgnet_formation_energies(table, records, references) if with_chgnet else math.nan
+        structures = [Structure.from_dict(by_name[n]["structure"]) for n in table["name"]]
+        surrogate = surrogate_formation_energies(structures, surrogate_checkpoint)
+        table["surrogate_ef"] = surrogate if surrogate is not None else math.nan
+    table.to_csv(folder / "formation_energies.csv", index=False)
+    relax = [r for r in records if r["kind"] == "relax"]
+    n_single = sum(1 for t in tasks if not t["relax"])
+    converged = table[table["status"] == "ok"] if len(table) else table
+    failed = table[table["status"] != "ok"] if len(table) else table
+    summary = {
+        "n_submitted": n_single,
+        "n_finished": int(len(table)),
+        "n_scf_converged": int(sum(1 for r in records if r["kind"] == "single_point" and r["status"] == "ok")),
+        "n_with_formation_energy": int(len(converged)),
+        "n_failed": {str(k): int(v) for k, v in failed["reason"].value_counts().items()} if len(failed) else {},
+    }
+    for key, column in [("surrogate", "surrogate_ef"), ("chgnet", "chgnet_ef"), ("database", "database_ef")]:
+        if len(table):
+            mae, r2, n = _mae_r2(table["dft_ef"].to_numpy(float), table[column].to_numpy(float))
+        else:
+            mae, r2, n = None, None, 0
+        summary[f"ef_mae_vs_{key}"], summary[f"ef_r2_vs_{key}"], summary[f"ef_n_vs_{key}"] = mae, r2, n
+    done_relax = [r for r in relax if r["status"] == "ok"]
+    summary["n_relaxed"] = len(relax)
+    summary["relax_success"] = (sum(bool(r.get("relax_converged")) for r in relax) / len(relax)) if relax else None
+    drops = [r["relax_energy_drop_per_atom"] for r in done_relax if r.get("relax_converged")]
+    summary["relax_energy_drop_per_atom_mean"] = float(np.mean(drops)) if drops else None
+    if relax:
+        summary["relax_failures"] = {r["name"]: r.get("relax_error") or r.get("reason") or "step_limit"
+                                     for r in relax if not r.get("relax_converged")}
+    ran = [r for r in records if r["status"] == "ok" and r["kind"] == "single_point"]
+    setups = sorted({el for r in ran for el in Structure.from_dict(r["structure"]).composition.get_el_amt_dict()})
+    from autoperi.dft.install import find_setup_dir
+
+    summary["protocol"] = {"code": f"GPAW {gpaw_version}", **protocol.as_dict(), "mode": "plane waves (PW)",
+                           "setups": f"PAW {protocol.xc} setups from {find_setup_dir()}", "elements": setups}
+    summary["largest_cell_ran"] = max((r["n_atoms"] for r in ran), default=None)
+    times = pd.DataFrame([{"n_atoms": r["n_atoms"], "wall_s": r.get("wall_s", math.nan), "spin": r.get("spin")}
+                          for r in ran])
+    summary["seconds_per_structure_by_n_atoms"] = (
+        {int(k): round(float(v), 1) for k, v in times.groupby("n_atoms")["wall_s"].median().items()}
+        if len(times) else {})
+    summary["wall_s"] = wall_s
+    summary["core_s"] = float(sum(r.get("task_wall_s", r.get("wall_s", 0.0)) or 0.0 for r in records)
+                              + sum(references[el].get("task_wall_s", references[el].get("wall_s", 0.0)) or 0.0
+                                    for el in setups if el in references))
+    summary["references"] = {el: {k: references[el].get(k) for k in ("status", "energy_per_atom", "structure_source",
+                                                                       "reason")} for el in sorted(references)}
+    summary.update(extra or {})
+    return summary

@@ -1,0 +1,156 @@
+"""The DFT stage for one (dataset, source): choose the structures, compute references, run, summarise.
+
+Sources: `oracle` = the dataset's test split from `data/processed/<dataset>.parquet` (database formation energy
+attached: perov_5 `heat_of_formation`, mp20_bt `formation_energy_per_atom`); anything else = a structures file
+(`reports/samples/<dataset>/<source>.extxyz` by default, or any path `read_structures` accepts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from autoperi.config import DftConfig, Params
+from autoperi.dft.protocol import Protocol
+
+DATABASE_EF_COLUMN = {"perov_5": "heat_of_formation", "mp20_bt": "formation_energy_per_atom",
+                      "mp_20": "formation_energy_per_atom"}
+
+
+def protocol_from_config(cfg: DftConfig) -> Protocol:
+    return Protocol(cutoff_ev=float(cfg.cutoff_ev), kpt_density=float(cfg.kpt_density),
+                    smearing_ev=float(cfg.smearing_ev), maxiter=int(cfg.scf_maxiter))
+
+
+def select_oracle(params: Params, dataset: str, n: int, seed: int, max_atoms: int) -> tuple[list, dict, dict]:
+    """Seeded random subset (numpy default_rng(seed), permutation of the test rows) of `n` test-split crystals
+    with at most `max_atoms` atoms, smallest cells first. Returns ([(name, Structure)], {name: database E_f},
+    selection info)."""
+    from autoperi.data.preprocess import record_to_structure
+    from autoperi.data.registry import load_processed
+
+    table = load_processed(params, [dataset])[dataset]
+    test = table[table["split"] == "test"].reset_index(drop=True)
+    order = np.random.default_rng(seed).permutation(len(test))
+    column = DATABASE_EF_COLUMN.get(dataset)
+    eligible = [i for i in order if test.loc[i, "n_atoms"] <= max_atoms]
+    if column is not None:
+        eligible = [i for i in eligible if math.isfinite(float(test.loc[i, column]))]
+    chosen = test.loc[eligible[:n]].sort_values("n_atoms", kind="stable")
+    structures = [(str(row["id"]), record_to_structure(row)) for _, row in chosen.iterrows()]
+    database = {str(row["id"]): float(row[column]) for _, row in chosen.iterrows()} if column else {}
+    info = {"selection": f"test split, n_atoms <= {max_atoms}, finite {column}, default_rng({seed}) permutation, "
+                         f"first {n}", "n_test": int(len(test)), "n_eligible": len(eligible),
+            "database_property": column}
+    return structures, database, info
+
+
+def select_from_file(path: Path, n: int, seed: int) -> tuple[list, dict]:
+    """Seeded random subset of `n` valid structures of a structures file; refused inputs are counted."""
+    from autoperi.data.readers import read_structures
+
+    items = read_structures(path)
+    valid = [(name, s) for name, s in items if not hasattr(s, "reason")]
+    refused = {}
+    for _, s in items:
+        if hasattr(s, "reason"):
+            refused[s.reason] = refused.get(s.reason, 0) + 1
+    order = np.random.default_rng(seed).permutation(len(valid))[:n]
+    chosen = sorted((valid[i] for i in order), key=lambda item: len(item[1]))
+    names = [name for name, _ in chosen]
+    if len(set(names)) != len(names):  # extxyz frames without names: make them unique and stable
+        chosen = [(f"{i:04d}_{name}", s) for i, (name, s) in zip(sorted(order), chosen, strict=True)]
+    info = {"selection": f"{path}: valid structures, default_rng({seed}) permutation, first {n}",
+            "n_read": len(items), "n_valid": len(valid), "n_refused_input": refused}
+    return chosen, info
+
+
+def chgnet_relaxed(structures: list, fmax: float = 0.1, max_steps: int = 500) -> dict:
+    """name → CHGNet-relaxed Structure (the start of the GPAW relaxation); the input where CHGNet fails."""
+    try:
+        from autoperi.metrics.potential import relax_structure
+    except ImportError:
+        return {}
+    out = {}
+    for name, structure in structures:
+        result = relax_structure(structure, fmax=fmax, max_steps=max_steps)
+        out[name] = result["relaxed"] if result.get("relaxed") is not None and not result["error"] else structure
+    return out
+
+
+def run_dft_source(
+    params: Params, dataset: str, source: str, structures_path: str | Path | None = None,
+    n: int | None = None, relax: bool = True, scheduler: str | None = None, workers: int | None = None,
+    surrogate_checkpoint: str | Path | None = None, with_chgnet: bool = True, n_relax: int | None = None,
+) -> dict:
+    """Run (or resume) the DFT stage for one dataset and source; writes and returns the summary JSON."""
+    from autoperi.dft.install import ensure_gpaw
+    from autoperi.dft.runner import ensure_references, run_structures, structure_tasks, summarize
+    from autoperi.parallel import dask_client
+
+    cfg = params.dft
+    version = ensure_gpaw()
+    protocol = protocol_from_config(cfg)
+    n = cfg.n_structures if n is None else n
+    start = time.perf_counter()
+    if source == "oracle" and structures_path is None:
+        structures, database, info = select_oracle(params, dataset, n, cfg.seed, cfg.max_atoms)
+    else:
+        path = Path(structures_path) if structures_path else params.path(f"reports/samples/{dataset}/{source}.extxyz")
+        structures, info = select_from_file(path, n, cfg.seed)
+        database = {}
+    folder = params.path(cfg.out_dir) / dataset / source
+    folder.mkdir(parents=True, exist_ok=True)
+    fitting = [(name, s) for name, s in structures if len(s) <= cfg.max_atoms]
+    n_relax = cfg.n_relax if n_relax is None else n_relax
+    relax_names = [name for name, _ in fitting[:n_relax]] if relax else []
+    done = {p.stem for p in (folder / "structures").glob("*.json")}
+    to_prerelax = [(name, s) for name, s in fitting if name in relax_names and f"{name}__relax" not in done]
+    relax_inputs = chgnet_relaxed(to_prerelax) if to_prerelax else {}
+    tasks = structure_tasks(structures, protocol, cfg.timeout_s, cfg.max_atoms, relax_names, relax_inputs,
+                            cfg.relax_fmax, cfg.relax_steps)
+    elements = sorted({el for _, s in fitting for el in s.composition.get_el_amt_dict()})
+    workers = cfg.workers if workers is None else workers
+    with dask_client(scheduler or cfg.scheduler, workers) as client:
+        references = ensure_references(elements, protocol, params.path(cfg.reference_dir),
+                                       params.path(params.data.processed_dir) / "mp_20.parquet", cfg.timeout_s,
+                                       client)
+        run_structures(tasks, folder, client, database)
+    wall = time.perf_counter() - start
+    previous = folder.parent / f"{source}.json"
+    prior_wall = json.loads(previous.read_text()).get("wall_s_total", 0.0) if previous.exists() else 0.0
+    extra = {"dataset": dataset, "source": source, **info, "n_requested": n,
+             "config": dataclasses.asdict(cfg), "wall_s_total": prior_wall + wall}
+    if surrogate_checkpoint is None and getattr(params.model, "surrogate_path", None):
+        surrogate_checkpoint = params.path(params.model.surrogate_path.format(dataset=dataset))
+    extra["surrogate_checkpoint"] = str(surrogate_checkpoint) if surrogate_checkpoint else None
+    summary = summarize(folder, tasks, references, protocol, version, wall,
+                        Path(surrogate_checkpoint) if surrogate_checkpoint else None, with_chgnet, extra)
+    previous.write_text(json.dumps(summary, indent=1, default=float))
+    return summary
+
+
+# The convergence test's cells: a perov_5 cubic perovskite and a small mp20_bt binary (ids in the processed tables).
+CONVERGENCE_CELLS = (("perov_5", "perov_18806"), ("mp20_bt", "mp-2172"))  # SrTiO3 (5 atoms), AlAs (2 atoms)
+
+
+def run_convergence(params: Params, cutoffs_ev=(400, 500, 600, 700), kpt_densities=(2.0, 3.0, 4.0, 5.0)) -> dict:
+    """The protocol's convergence test on CONVERGENCE_CELLS → `<out_dir>/convergence.json` (see protocol.py)."""
+    from autoperi.data.preprocess import record_to_structure
+    from autoperi.data.registry import load_processed
+    from autoperi.dft.protocol import convergence_test
+
+    cfg = params.dft
+    structures = []
+    for dataset, cell_id in CONVERGENCE_CELLS:
+        table = load_processed(params, [dataset])[dataset].set_index("id", drop=False)
+        row = table.loc[cell_id]
+        structures.append((f"{cell_id} {row['reduced_formula']}", record_to_structure(row)))
+    return convergence_test(structures, cutoffs_ev, kpt_densities, base=protocol_from_config(cfg),
+                            out_path=params.path(cfg.out_dir) / "convergence.json",
+                            reference_cache=params.path(cfg.reference_dir))

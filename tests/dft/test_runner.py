@@ -1,0 +1,127 @@
+"""The DFT runner: formation energies from cached references, failures recorded (not raised), resume after a
+killed run, and a 2-worker dask LocalCluster agreeing with the serial path."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from autoperi.dft.runner import ensure_references, formation_energies, load_records, run_structures, structure_tasks
+from tests.dft.conftest import TINY, aluminium, requires_gpaw, silicon
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _nacl(n_na: int = 1) -> Structure:
+    species = ["Na"] * n_na + ["Cl"]
+    coords = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5]][:n_na] + [[0.5, 0.5, 0.5]]
+    return Structure(Lattice.cubic(5.6), species, coords)
+
+
+def test_formation_energy_from_cached_references_hand_worked():
+    refs = {"Na": {"status": "ok", "energy_per_atom": -1.3}, "Cl": {"status": "ok", "energy_per_atom": -1.8}}
+    records = [
+        {"name": "a", "kind": "single_point", "formula": "NaCl", "n_atoms": 2, "status": "ok", "energy_ev": -7.0,
+         "structure": _nacl(1).as_dict(), "database_ef": -2.0},
+        {"name": "b", "kind": "single_point", "formula": "Na3Cl", "n_atoms": 4, "status": "ok", "energy_ev": -10.0,
+         "structure": _nacl(3).as_dict()},
+        {"name": "c", "kind": "single_point", "formula": "NaCl", "n_atoms": 2, "status": "failed",
+         "reason": "timeout", "structure": _nacl(1).as_dict()},
+        {"name": "r", "kind": "relax", "formula": "NaCl", "n_atoms": 2, "status": "ok", "energy_ev": -7.0,
+         "structure": _nacl(1).as_dict()},
+    ]
+    table = formation_energies(records, refs).set_index("name")
+    assert list(table.index) == ["a", "b", "c"]  # relaxations are not formation-energy rows
+    assert table.loc["a", "dft_ef"] == pytest.approx((-7.0 + 1.3 + 1.8) / 2)  # -1.95
+    assert table.loc["b", "dft_ef"] == pytest.approx((-10.0 + 3 * 1.3 + 1.8) / 4)  # -1.075
+    assert table.loc["c", "reason"] == "timeout" and math.isnan(table.loc["c", "dft_ef"])
+    missing = formation_energies(records[:1], {"Na": refs["Na"], "Cl": {"status": "failed"}}).iloc[0]
+    assert missing["status"] == "failed" and missing["reason"] == "reference_failed:Cl"
+
+
+@requires_gpaw
+def test_reference_phase_supercell_has_zero_formation_energy(tmp_path):
+    # The whole path (reference task, cache, structure task in a subprocess, composition counting, per-atom
+    # normalisation) on a 2x1x1 supercell of the reference itself: E_f must be 0 (equivalent k-meshes).
+    refs = ensure_references(["Si"], TINY, tmp_path / "refs", tmp_path / "no_unaries.parquet", timeout_s=300)
+    assert refs["Si"]["status"] == "ok" and "ASE bulk('Si')" in refs["Si"]["structure_source"]
+    assert (tmp_path / "refs" / TINY.tag / "Si.json").exists()
+    supercell = silicon().make_supercell([2, 1, 1], in_place=False)
+    tasks = structure_tasks([("si4", supercell)], TINY, timeout_s=300, max_atoms=8)
+    records = run_structures(tasks, tmp_path / "run")
+    ef = formation_energies(records, refs).iloc[0]["dft_ef"]
+    assert abs(ef) < 2e-3, ef
+    again = ensure_references(["Si"], TINY, tmp_path / "refs", None, timeout_s=300)  # from the cache, no GPAW
+    assert again["Si"]["energy_per_atom"] == refs["Si"]["energy_per_atom"]
+
+
+@requires_gpaw
+def test_failures_are_recorded_not_raised(tmp_path):
+    squeezed = Structure(Lattice.cubic(6.0), ["Si", "Si"], [[0, 0, 0], [0.005, 0, 0]])  # atoms 0.03 Å apart
+    big = silicon().make_supercell([3, 3, 3], in_place=False)  # 54 atoms > max_atoms
+    tasks = structure_tasks([("squeezed", squeezed), ("big", big)], TINY, timeout_s=120, max_atoms=8)
+    tasks += structure_tasks([("few_iterations", silicon())], dataclasses.replace(TINY, maxiter=2), 120, 8)
+    tasks += structure_tasks([("slow", silicon())], dataclasses.replace(TINY, cutoff_ev=900.0), 0.5, 8)
+    records = {r["name"]: r for r in run_structures(tasks, tmp_path)}
+    assert records["big"]["reason"] == "too_large"
+    assert records["few_iterations"]["reason"] == "scf_not_converged"
+    assert records["slow"]["reason"] == "timeout"
+    assert records["squeezed"]["status"] == "failed", records["squeezed"]
+    assert records["squeezed"]["reason"].startswith(("gpaw_error:", "scf_not_converged"))
+    csv = (tmp_path / "structures.csv").read_text()
+    assert csv.count("\n") == 5 and "too_large" in csv and "timeout" in csv
+
+
+@requires_gpaw
+def test_resume_after_killed_run_skips_finished_structures(tmp_path):
+    structures = [(f"si_{a}", silicon(a)) for a in (5.35, 5.40, 5.45, 5.50)]
+    script = textwrap.dedent(f"""
+        import pickle, sys
+        from autoperi.dft.runner import run_structures
+        tasks = pickle.load(open({str(tmp_path / 'tasks.pkl')!r}, 'rb'))
+        run_structures(tasks, __import__('pathlib').Path({str(tmp_path / 'run')!r}))
+    """)
+    import pickle
+
+    tasks = structure_tasks(structures, TINY, timeout_s=300, max_atoms=8)
+    (tmp_path / "tasks.pkl").write_bytes(pickle.dumps(tasks))
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
+    records_dir = tmp_path / "run" / "structures"
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(records_dir.glob("*.json"))) < 1:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)  # killed mid-run: the second structure is being computed
+    proc.wait()
+    finished = {p.name: p.stat().st_mtime_ns for p in records_dir.glob("*.json")}
+    assert 1 <= len(finished) < len(structures)
+    records = run_structures(tasks, tmp_path / "run")
+    assert len(records) == len(structures) and all(r["status"] == "ok" for r in records)
+    for name, mtime in finished.items():  # finished ones were not recomputed
+        assert (records_dir / name).stat().st_mtime_ns == mtime
+    assert len(load_records(tmp_path / "run")) == len(structures)
+
+
+@requires_gpaw
+def test_two_worker_local_cluster_matches_serial(tmp_path):
+    from autoperi.parallel import dask_client
+
+    structures = [("si", silicon()), ("al", aluminium())]
+    tasks = structure_tasks(structures, TINY, timeout_s=300, max_atoms=8)
+    serial = {r["name"]: r for r in run_structures(tasks, tmp_path / "serial")}
+    with dask_client(None, workers=2) as client:
+        parallel = {r["name"]: r for r in run_structures(tasks, tmp_path / "dask", client)}
+    for name in serial:
+        assert parallel[name]["status"] == serial[name]["status"] == "ok"
+        assert parallel[name]["energy_ev"] == pytest.approx(serial[name]["energy_ev"], abs=1e-6)
+    assert json.loads((tmp_path / "dask" / "structures" / "al.json").read_text())["n_atoms"] == 1
