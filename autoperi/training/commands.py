@@ -1,7 +1,94 @@
-"""`autoperi` subcommands of autoperi.training (registered by autoperi/cli.py)."""
+"""`autoperi train`: thin wrapper over `autoperi.training.runner.train_dataset` (registered by autoperi/cli.py).
+
+    autoperi train --dataset perov_5 [--epochs N] [--resume | --no-resume] [--out models/perov_5] [--nproc 2]
+
+`--nproc N` (or `train.processes` in params.yaml) relaunches the same command under
+`torchrun --standalone --nproc_per_node N` (DDP; gloo on CPU). Launching torchrun yourself works too:
+`torchrun --standalone --nproc_per_node 2 -m autoperi.cli train --dataset perov_5`.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+
+
+def _worker_args(args) -> list[str]:
+    """The command line each torchrun process runs (the same command, without relaunching)."""
+    out = ["--params", args.params] + (["--profile", args.profile] if args.profile else [])
+    out += ["train", "--dataset", args.dataset, "--threads", str(args.threads)]
+    if args.epochs is not None:
+        out += ["--epochs", str(args.epochs)]
+    if args.resume is not None:
+        out.append("--resume" if args.resume else "--no-resume")
+    if args.out:
+        out += ["--out", args.out]
+    if args.no_mlflow:
+        out.append("--no-mlflow")
+    return out
+
+
+def cmd_train(args) -> int:
+    import dataclasses
+
+    from autoperi.config import load_params
+    from autoperi.training import distributed
+
+    params = load_params(args.params, args.profile)
+    threads = args.threads or params.train.threads
+    params = dataclasses.replace(params, train=dataclasses.replace(params.train, threads=threads))
+    nproc = args.nproc or params.train.processes
+    if nproc > 1 and not distributed.launched_by_torchrun():
+        args.threads = threads
+        return distributed.run_torchrun(nproc, _worker_args(args), threads=threads)
+
+    from autoperi.training.runner import train_dataset
+
+    job = distributed.init_distributed()
+    try:
+        result = train_dataset(
+            params,
+            args.dataset,
+            out_dir=args.out,
+            epochs=args.epochs,
+            resume=args.resume,
+            log_mlflow=not args.no_mlflow,
+        )
+    finally:
+        distributed.shutdown_distributed()
+    if job.is_main:
+        last = result["history"][-1] if result["history"] else {}
+        summary = {
+            "dataset": args.dataset,
+            "epochs_completed": result["epochs_completed"],
+            "stop_reason": result["stop_reason"],
+            "best_epoch": result["best_epoch"],
+            "best_val_loss": result["best_val_loss"],
+            "last_train_loss": last.get("train_loss"),
+            "crystals_per_s": last.get("crystals_per_s"),
+            "train_minutes": round(result["train_minutes"], 2),
+            "skipped_steps": result["skipped_steps"],
+            "best": str(result["best"]),
+        }
+        finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
+        print(json.dumps(finite))
+    return 0
+
 
 def register(sub) -> None:
-    """Add this subsystem's subcommands to the `autoperi` parser (none yet)."""
+    """Add `autoperi train` to the `autoperi` parser."""
+    train = sub.add_parser(
+        "train",
+        help="train AutoPeri-GNN on a dataset (resumable; --nproc N runs DDP through torchrun)",
+        description=__doc__,
+    )
+    train.add_argument("--dataset", required=True, help="processed dataset, e.g. perov_5")
+    train.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    group = train.add_mutually_exclusive_group()
+    group.add_argument("--resume", dest="resume", action="store_true", default=None, help="continue from last.pt")
+    group.add_argument("--no-resume", dest="resume", action="store_false", help="start afresh (overwrites)")
+    train.add_argument("--out", default=None, help="output folder (default: <train.models_dir>/<dataset>)")
+    train.add_argument("--nproc", type=int, default=None, help="processes (torchrun DDP); default train.processes")
+    train.add_argument("--threads", type=int, default=None, help="torch threads per process; default train.threads")
+    train.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    train.set_defaults(func=cmd_train)

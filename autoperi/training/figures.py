@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def loss_terms(history: list[dict]) -> list[str]:
@@ -42,6 +43,7 @@ def plot_loss_curves(history: list[dict], title: str | None = None):
             ax.set_yscale("log")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")

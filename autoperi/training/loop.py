@@ -114,7 +114,7 @@ def _new_progress() -> dict:
         "best_epoch": 0,
         "bad_validations": 0,
         "elapsed_s": 0.0,  # training wall time over all sessions (max_minutes counts this)
-        "finished": False,
+        "finished": False,  # stopped for good (early stopping); reaching `epochs` is not final: more can follow
         "stop_reason": "",
     }
 
@@ -323,7 +323,6 @@ def fit(
             acc.update(_new_accumulator())
             if prog["epoch"] >= cfg.epochs and not prog["stop_reason"]:
                 prog["stop_reason"] = "epochs"
-            prog["finished"] = prog["finished"] or prog["epoch"] >= cfg.epochs
             if improved:
                 checkpoint(out_dir / BEST, full=False)
             checkpoint(out_dir / LAST)

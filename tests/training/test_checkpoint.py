@@ -57,7 +57,7 @@ def test_checkpoint_loads_weights_only_with_provenance(trained, name):
 def test_last_checkpoint_holds_the_state_to_resume(trained):
     _, _, out, result = trained
     state = torch.load(out / "last.pt", weights_only=True)
-    assert state["progress"]["epoch"] == 2 and state["progress"]["finished"]
+    assert state["progress"]["epoch"] == 2 and state["progress"]["stop_reason"] == "epochs"
     assert state["optimizer_state"]["state"] and len(state["rng"]) == 1
     assert len(state["history"]) == 2 and state["history"][-1]["val_loss"] == result["history"][-1]["val_loss"]
 
@@ -77,8 +77,16 @@ def test_resume_on_other_data_is_refused(trained):
         fit(TinyRegressor(), graphs[8:32], graphs[:8], CFG, out, dataset="perov_5", log_mlflow=False)
     # without resume it trains afresh (into a copy, to leave the fixture intact)
     copy = out.parent / "fresh"
-    result = fit(TinyRegressor(), graphs[8:32], graphs[:8], replace(CFG, epochs=1), copy, resume=False,
-                 log_mlflow=False, progress=False)
+    result = fit(
+        TinyRegressor(),
+        graphs[8:32],
+        graphs[:8],
+        replace(CFG, epochs=1),
+        copy,
+        resume=False,
+        log_mlflow=False,
+        progress=False,
+    )
     assert len(result["history"]) == 1
 
 

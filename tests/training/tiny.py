@@ -82,3 +82,32 @@ class TinyRegressor(nn.Module):
 def build_tiny(meta: dict) -> TinyRegressor:
     """`load_checkpoint(path, build_model=build_tiny)`."""
     return TinyRegressor(**(meta["config"].get("model") or {}))
+
+
+def perov_frame(n: int = 32, n_val: int = 8) -> pd.DataFrame:
+    """Rows of the raw Perov-5 test CSV as a processed-style table (the data stage's own record function): the
+    first `n - n_val` rows are train, then the next `n_val` rows whose elements all occur in train are val (the
+    model's species vocabulary is the train split's) — for tests that must not depend on data/processed."""
+    from autoperi.config import DataConfig
+    from autoperi.data.datasets import limits_from
+    from autoperi.data.preprocess import structure_record
+
+    cfg = DataConfig()
+    raw = pd.read_csv(RAW_PEROV_TEST, nrows=20 * n, index_col=False)
+    records, vocabulary, n_train = [], set(), n - n_val
+    for row in raw.itertuples():
+        record = structure_record(structure_from_cif_block(row.cif), limits_from(cfg), cfg.symprec)
+        is_train = len(records) < n_train
+        if not is_train and not set(record["atomic_numbers"]) <= vocabulary:
+            continue
+        vocabulary |= set(record["atomic_numbers"]) if is_train else set()
+        record.update(
+            id=f"perov5-{row.material_id}",
+            split="train" if is_train else "val",
+            heat_of_formation=float(row.heat_all),
+            band_gap=float(row.ind_gap),
+        )
+        records.append(record)
+        if len(records) == n:
+            return pd.DataFrame.from_records(records)
+    raise ValueError(f"fewer than {n_val} val rows with train elements in {RAW_PEROV_TEST}")

@@ -1,0 +1,145 @@
+"""Train AutoPeri-GNN on one dataset from params: splits → statistics → graphs → model (+ surrogate) → `fit`.
+
+The CLI (`autoperi train`) and `notebooks/03_train.ipynb` both call `train_dataset`; under torchrun every process
+runs it and `fit` shards the batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from autoperi.config import Params, TrainConfig
+from autoperi.training import distributed
+from autoperi.training.checkpoint import seed_everything
+from autoperi.training.loop import fit
+
+
+def select_splits(frame: pd.DataFrame, cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train rows, val rows) from the published `split` column.
+
+    Where a dataset has no val rows (carbon_24: its train split is CDVAE's val), a seeded `cfg.val_fraction` of the
+    train rows is held out. `max_train_rows`/`max_val_rows` keep a seeded subset (quick profiles). Row order is
+    the table's, so ids and the data hash do not depend on the seed's draw order.
+    """
+    if "split" not in frame.columns:
+        raise ValueError(f"the table has no `split` column (columns: {sorted(frame.columns)})")
+    rng = np.random.default_rng(cfg.seed)
+    train = frame[frame["split"] == "train"]
+    val = frame[frame["split"] == "val"]
+    if len(train) == 0:
+        raise ValueError("the table has no train rows")
+    if len(val) == 0 and cfg.val_fraction > 0:
+        held = np.zeros(len(train), dtype=bool)
+        held[rng.permutation(len(train))[: max(1, round(cfg.val_fraction * len(train)))]] = True
+        train, val = train[~held], train[held]
+    return _subset(train, cfg.max_train_rows, rng), _subset(val, cfg.max_val_rows, rng)
+
+
+def _subset(frame: pd.DataFrame, limit: int | None, rng: np.random.Generator) -> pd.DataFrame:
+    if limit is None or len(frame) <= limit:
+        return frame
+    keep = np.sort(rng.permutation(len(frame))[:limit])
+    return frame.iloc[keep]
+
+
+def drop_unknown_elements(frame: pd.DataFrame, elements) -> tuple[pd.DataFrame, list[str]]:
+    """(rows whose elements all occur in `elements`, ids of the others): the model's species vocabulary is the
+    train split's, so a val crystal with an unseen element cannot be scored; such rows are skipped and listed."""
+    vocabulary = {int(z) for z in elements}
+    known = frame["atomic_numbers"].map(lambda z: {int(v) for v in z} <= vocabulary).to_numpy(dtype=bool)
+    return frame[known], [str(i) for i in frame["id"][~known]]
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def surrogate_for(params: Params, dataset: str):
+    """(frozen surrogate or None, its path, sha256 or None): the formation-energy surrogate the E_f term uses,
+    from `model.surrogate_path`; None where the term is off or no surrogate was trained (the term is then 0)."""
+    path = params.path(params.model.surrogate_path.format(dataset=dataset))
+    if params.model.w_ef <= 0 or not path.exists():
+        return None, path, None
+    from autoperi.model.surrogate import load_surrogate
+
+    return load_surrogate(path), path, _file_sha256(path)
+
+
+def train_dataset(
+    params: Params,
+    dataset: str,
+    *,
+    frame: pd.DataFrame | None = None,
+    out_dir: str | Path | None = None,
+    epochs: int | None = None,
+    resume: bool | None = None,
+    log_mlflow: bool = True,
+    progress: bool = True,
+) -> dict:
+    """Train (or resume, or reuse a finished run of) the model for `dataset`; writes `<models_dir>/<dataset>/
+    {best.pt,last.pt,history.json,loss_curves.png}` and returns `fit`'s result plus `graphs_s` and `surrogate`.
+
+    `frame`: the processed table (default: `load_processed(params, [dataset])`). `epochs`/`resume` override
+    `params.train`.
+    """
+    from autoperi.model.autoperi_gnn import AutoPeriGNN, batch_from_frame, collate, dataset_statistics
+
+    cfg = params.train
+    if epochs is not None:
+        cfg = dataclasses.replace(cfg, epochs=epochs)
+    if frame is None:
+        from autoperi.data.registry import load_processed
+
+        frame = load_processed(params, [dataset])[dataset]
+    out_dir = Path(out_dir) if out_dir is not None else params.path(cfg.models_dir) / dataset
+    train, val = select_splits(frame, cfg)
+    stats = dataset_statistics(train, dataset)
+    val, val_unknown = drop_unknown_elements(val, stats["elements"])
+    tick = time.monotonic()
+    cutoff = params.model.encoder_cutoff_angstrom
+    train_graphs = batch_from_frame(train, params.graphs, cutoff_angstrom=cutoff)
+    val_graphs = batch_from_frame(val, params.graphs, cutoff_angstrom=cutoff)
+    graphs_s = time.monotonic() - tick
+    seed_everything(cfg.seed)  # initial weights depend only on the seed (DDP then broadcasts rank 0's)
+    model = AutoPeriGNN(params.model, stats)
+    surrogate, surrogate_path, surrogate_sha = surrogate_for(params, dataset)
+    model.attach_surrogate(surrogate)
+    job = distributed.current()
+    if job.is_main and progress:
+        print(
+            f"{dataset}: {len(train)} train / {len(val)} val crystals ({len(val_unknown)} val rows skipped: "
+            f"elements absent from train), graphs in {graphs_s:.1f} s, "
+            f"surrogate {'attached' if surrogate is not None else 'none'} ({surrogate_path}), "
+            f"{job.world_size} process(es) → {out_dir}"
+        )
+    # the surrogate's checksum enters the data hash (through the ids), so a retrained surrogate is a new run
+    ids = [*train["id"].astype(str), f"surrogate:{surrogate_sha}"]
+    result = fit(
+        model,
+        train_graphs,
+        val_graphs,
+        cfg,
+        out_dir,
+        params=params,
+        dataset=dataset,
+        resume=cfg.resume if resume is None else resume,
+        log_mlflow=log_mlflow,
+        collate=collate,
+        train_ids=ids,
+        progress=progress,
+    )
+    return {
+        **result,
+        "graphs_s": graphs_s,
+        "n_train": len(train),
+        "n_val": len(val),
+        "val_skipped_unknown_elements": list(val_unknown),
+        "surrogate": str(surrogate_path) if surrogate else None,
+        "model": model,
+    }
