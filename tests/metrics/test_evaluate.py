@@ -226,6 +226,50 @@ def test_formation_energy_columns_use_the_surrogate_when_present(setup, module_t
     assert "surrogate" in result["protocol_details"]["formation_energy"]
 
 
+def test_stability_step_plumbing_with_a_stand_in_module(setup, perov_table, monkeypatch):
+    """The evaluation only coordinates the stability module: the right rows go in, its numbers come out."""
+    import types
+
+    import autoperi.metrics.stability_step as step
+
+    params, refs = setup
+    calls = {}
+
+    def relax_structures(structures, fmax, max_steps, client=None, cache_dir=None):
+        calls["relaxed"] = [s.composition.reduced_formula for s in structures]
+        calls["settings"] = (fmax, max_steps)
+        n = len(structures)
+        return pd.DataFrame({"converged": [True] * (n - 1) + [False], "n_steps": [3] * n,
+                             "energy_per_atom": [-1.0] * (n - 1) + [np.nan], "rmsd_angstrom": [0.1] * n,
+                             "error": [""] * (n - 1) + ["exploded"],
+                             "relaxed_cif": [s.to(fmt="cif") for s in structures[:-1]] + [""]})  # fmt: skip
+
+    def e_above_hull(hull, structures, energies):
+        assert hull == "hull"
+        return np.arange(len(structures), dtype=float) * 0.05  # 0.0, 0.05, 0.1, ...
+
+    def stability_summary(table, unique, novel, n_submitted):
+        calls["summary"] = (table["e_hull"].tolist(), list(unique), list(novel), n_submitted)
+        return {"n_relaxed": len(table), "relax_success": 75.0, "rmsd_mean": 0.1, "stable_0_1": 50.0,
+                "stable_0_0": 25.0, "sun": 0.0}  # fmt: skip
+
+    fake = types.SimpleNamespace(relax_structures=relax_structures, reference_hull=lambda params, dataset: "hull",
+                                 e_above_hull=e_above_hull, stability_summary=stability_summary)  # fmt: skip
+    monkeypatch.setattr(step, "stability_module", lambda: (fake, "stand-in"))
+    samples = [record_to_structure(r) for r in perov_table[perov_table["split"] == "val"].head(6).to_dict("records")]
+    samples.append(Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0, 0, 0], [0.05, 0, 0]]))  # invalid: never relaxed
+    result = evaluate_samples(samples, "perov_5", "stab", params, references=refs, stability_n=4)
+    assert result["stability"] == {"n_relaxed": 4, "relax_success": 75.0, "rmsd_mean": 0.1, "stable_0_1": 50.0,
+                                   "stable_0_0": 25.0, "sun": 0.0}  # fmt: skip
+    assert len(calls["relaxed"]) == 4 and "NaCl" not in calls["relaxed"]
+    assert calls["settings"] == (params.evaluation.relax_fmax_ev_per_angstrom, params.evaluation.relax_max_steps)
+    e_hull, unique, novel, n_submitted = calls["summary"]
+    assert e_hull[:3] == [0.0, 0.05, 0.1] and np.isnan(e_hull[3]) and n_submitted == 4
+    assert unique == [True] * 4 and novel == [False] * 4  # val crystals are in the novelty reference
+    table = pd.read_csv(params.path(params.evaluation.metrics_dir) / "perov_5" / "stab.csv")
+    assert table["e_hull"].notna().sum() == 3 and table["rmsd"].notna().sum() == 4
+
+
 def test_periodic_image_contact_sample_is_invalid_not_refused(setup):
     params, refs = setup
     # 0.02 and 0.98 of 10 Å: 0.4 Å apart only through the periodic boundary.

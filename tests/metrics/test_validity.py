@@ -56,6 +56,7 @@ HAND_WORKED = [
     ("Ne2", True),  # single element, even without oxidation states
     ("CuZn", True),  # all metals: alloy
     ("CuZn3", True),  # all metals, no charge balance needed
+    ("Fe3Al", True),  # intermetallic: all metals, valid although Fe+2/+3 and Al+3 cannot balance
     ("NeO", False),  # Ne has no oxidation states
     ("KrH2", False),  # Kr+2 2H-1 is neutral but the cation Kr (3.00) is more electronegative than H (2.20)
     ("SiH", False),  # only neutral choice is Si-1 H+1 (Si has no +1), and H (2.20) > Si (1.90) as cation
