@@ -53,6 +53,13 @@ SELF_CONSISTENT_NOTE = (
     "E_hull is self-consistent CHGNet 0.3.0: generated and reference energies from the same model, not DFT"
 )
 MOLECULAR_ELEMENTS = ("H", "N", "O", "F", "Cl", "Br", "I")
+# Atomic prototypes of these are meaningless (tiny covalent radii: compressed cells with thousands of CHGNet bonds
+# per atom); only the molecule is scanned.
+MOLECULE_ONLY = ("H", "N", "O", "F")
+NOBLE_GASES = ("He", "Ne", "Ar", "Kr", "Xe", "Rn")
+# Scan points below this volume per atom are skipped: CHGNet's graph (6 Å bonds, 3 Å angles) grows as 1/V and V²,
+# and a 1-atom cell squeezed below ~4 Å^3 runs out of memory (seen: 18 GB) without being a plausible ground state.
+MIN_SCAN_VOLUME_PER_ATOM = 4.0
 PROTOTYPES = ("fcc", "bcc", "hcp", "diamond", "sc")
 # Volume scan for the elemental prototypes: factors on the volume of a cell whose nearest-neighbour distance is twice
 # the covalent radius (noble gases sit near the top of the range, compressed metals near the bottom).
@@ -173,11 +180,14 @@ def elemental_references(symbols: Iterable[str], cache_path: Path | None = None,
     """{symbol: {energy_per_atom, prototype, volume_per_atom, relaxed, candidates}} — CHGNet elemental references
     (protocol in the module docstring), computed once per element and cached in `cache_path` (JSON) when given."""
     from ase.data import atomic_numbers, covalent_radii
+    from ase.data.vdw import vdw_radii
 
     cache = json.loads(cache_path.read_text()) if cache_path is not None and cache_path.exists() else {}
     for symbol in sorted(set(symbols) - set(cache)):
-        d0 = 2 * covalent_radii[atomic_numbers[symbol]]
-        kinds = list(PROTOTYPES) + ["ase_reference"] + (["molecule"] if symbol in MOLECULAR_ELEMENTS else [])
+        z = atomic_numbers[symbol]
+        d0 = 2 * (vdw_radii[z] if symbol in NOBLE_GASES else covalent_radii[z])  # noble gases: van der Waals contact
+        kinds = [] if symbol in MOLECULE_ONLY else list(PROTOTYPES) + ["ase_reference"]
+        kinds += ["molecule"] if symbol in MOLECULAR_ELEMENTS else []
         bases = {}
         for kind in kinds:
             try:
@@ -187,12 +197,19 @@ def elemental_references(symbols: Iterable[str], cache_path: Path | None = None,
         candidates = {}
         for kind, base in bases.items():
             factors = SCAN_VOLUME_FACTORS if kind not in ("ase_reference", "molecule") else np.geomspace(0.6, 1.7, 13)
+            if kind != "molecule":
+                factors = factors[base.volume / len(base) * factors >= MIN_SCAN_VOLUME_PER_ATOM]
+            if len(factors) == 0:
+                continue
             coarse = chgnet_energies([_scaled(base, kind, f) for f in factors])
             if not np.isfinite(coarse).any():
                 continue
             k = int(np.nanargmin(coarse))
             lo, hi = factors[max(k - 1, 0)], factors[min(k + 1, len(factors) - 1)]
             fine_factors = np.geomspace(lo, hi, 9)
+            fine_factors = fine_factors[
+                (kind == "molecule") | (base.volume / len(base) * fine_factors >= MIN_SCAN_VOLUME_PER_ATOM)
+            ]
             fine = chgnet_energies([_scaled(base, kind, f) for f in fine_factors])
             j = int(np.nanargmin(fine))
             candidates[kind] = (float(fine[j]), _scaled(base, kind, fine_factors[j]))
@@ -251,6 +268,49 @@ def _chunk_energies(task: tuple[list[dict], int]) -> list[float]:
     return chgnet_energies([record_to_structure(r) for r in records], batch_size=batch_size).tolist()
 
 
+def reference_single_points(
+    params, dataset: str, batch_size: int = 64, client=None, desc: str | None = None
+) -> tuple[list[dict], list[float], dict]:
+    """(processed rows in hull order, CHGNet single points eV/atom, timing info) of the dataset's references.
+
+    Chunks of `HULL_CHUNK` rows are one dask task each and are saved under `<dataset>/single_points/` as they
+    finish; saved chunks are read back instead of recomputed.
+    """
+    from autoperi.data.registry import load_processed
+
+    folder = params.path(params.evaluation.references_dir) / dataset
+    frame = load_processed(params, [dataset])[dataset]
+    n_rows = len(frame)
+    frame = _reference_order(frame, params.evaluation.hull_max_reference, params.evaluation.seed)
+    records = frame[["id", "lattice", "atomic_numbers", "frac_coords"]].to_dict("records")
+    chunk_dir = folder / "single_points"
+    chunk_dir.mkdir(parents=True, exist_ok=True)
+    chunks = [records[i : i + HULL_CHUNK] for i in range(0, len(records), HULL_CHUNK)]
+    names = [
+        f"{k:04d}_" + hashlib.sha256(json.dumps([str(r["id"]) for r in c]).encode()).hexdigest()[:16] + ".json"
+        for k, c in enumerate(chunks)
+    ]
+    done = {k: json.loads((chunk_dir / n).read_text()) for k, n in enumerate(names) if (chunk_dir / n).exists()}
+    todo = [k for k in range(len(chunks)) if k not in done]
+
+    def store(i: int, energies: list[float]) -> None:
+        done[todo[i]] = energies
+        (chunk_dir / names[todo[i]]).write_text(json.dumps(energies) + "\n")
+
+    t_sp = time.perf_counter()
+    fan_out(_chunk_energies, [(chunks[k], batch_size) for k in todo], client, desc=desc, on_result=store)
+    t_single = time.perf_counter() - t_sp
+    energies = [e for k in range(len(chunks)) for e in done[k]]
+    n_computed = sum(len(chunks[k]) for k in todo)
+    info = dict(
+        n_dataset_rows=n_rows,
+        single_points_s=round(t_single, 1),
+        n_single_points_this_run=n_computed,
+        single_points_per_s=round(n_computed / t_single, 2) if n_computed else None,
+    )
+    return records, energies, info
+
+
 def reference_hull(
     params,
     dataset: str,
@@ -276,8 +336,6 @@ def reference_hull(
     rows (Castelli et al.'s cubic perovskites), so a single-point perov_5 hull sits too high and flatters relaxed
     generated crystals. Costs a relaxation per reference: use it with a cap.
     """
-    from autoperi.data.registry import load_processed
-
     folder = params.path(params.evaluation.references_dir) / dataset
     hull_file, meta_file = folder / "hull.json", folder / "hull_meta.json"
     cap = params.evaluation.hull_max_reference
@@ -287,29 +345,7 @@ def reference_hull(
             return ReferenceHull([_entry(r) for r in json.loads(hull_file.read_text())])
 
     t0 = time.perf_counter()
-    frame = load_processed(params, [dataset])[dataset]
-    n_rows = len(frame)
-    frame = _reference_order(frame, cap, params.evaluation.seed)
-    records = frame[["id", "lattice", "atomic_numbers", "frac_coords"]].to_dict("records")
-    chunk_dir = folder / "single_points"
-    chunk_dir.mkdir(parents=True, exist_ok=True)
-    chunks = [records[i : i + HULL_CHUNK] for i in range(0, len(records), HULL_CHUNK)]
-    names = [
-        f"{k:04d}_" + hashlib.sha256(json.dumps([str(r["id"]) for r in c]).encode()).hexdigest()[:16] + ".json"
-        for k, c in enumerate(chunks)
-    ]
-    done = {k: json.loads((chunk_dir / n).read_text()) for k, n in enumerate(names) if (chunk_dir / n).exists()}
-    todo = [k for k in range(len(chunks)) if k not in done]
-
-    def store(i: int, energies: list[float]) -> None:
-        done[todo[i]] = energies
-        (chunk_dir / names[todo[i]]).write_text(json.dumps(energies) + "\n")
-
-    t_sp = time.perf_counter()
-    fan_out(_chunk_energies, [(chunks[k], batch_size) for k in todo], client, desc=desc, on_result=store)
-    t_single = time.perf_counter() - t_sp
-    energies = [e for k in range(len(chunks)) for e in done[k]]
-    n_computed = sum(len(chunks[k]) for k in todo)
+    records, energies, sp_info = reference_single_points(params, dataset, batch_size, client, desc)
     structures = [record_to_structure(r) for r in records]
     relax_info = {}
     if relax_references:
@@ -371,11 +407,8 @@ def reference_hull(
         hull_max_reference=cap,
         relaxed_references=relax_references,
         **relax_info,
-        n_dataset_rows=n_rows,
         build_s=round(time.perf_counter() - t0, 1),
-        single_points_s=round(t_single, 1),
-        n_single_points_this_run=n_computed,
-        single_points_per_s=round(n_computed / t_single, 2) if n_computed else None,
+        **sp_info,
         elemental_s=round(t_elements, 1),
         model="CHGNet 0.3.0",
         note=SELF_CONSISTENT_NOTE,
