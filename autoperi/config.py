@@ -100,10 +100,35 @@ class ModelConfig:
     """AutoPeri-GNN architecture (issue: model). Owner: autoperi/model."""
 
     hidden_dim: int = 128
-    latent_dim: int = 64
+    latent_dim: int = 32                          # z_G; the flow also carries the 3 log lengths and 3 torus angles
+    cond_dim: int = 32                            # space-group embedding of the decoders
     encoder_layers: int = 3
+    encoder_hidden_dim: int = 64
+    encoder_cutoff_angstrom: float = 4.5          # periodic neighbour edges of the encoder
+    decoder_layers: int = 3                       # pair layers of the coordinate (flow-matching) decoder
+    fourier_frequencies: int = 4                  # sin/cos(2πk·Δf), k = 1..F, pair features
     flow_layers: int = 6
+    flow_hidden_dim: int = 128
+    flow_bins: int = 8
     max_atoms: int = 64
+    max_atomic_number: int = 100
+    lattice_noise: float = 0.05                   # σ of the noise on the lattice code during training
+    sample_steps: int = 20                        # Euler steps of the coordinate decoder (network evals / crystal)
+    beta: float = 0.01                            # weight of KL(q(z_G|x) || N(0, I))
+    w_species: float = 1.0
+    w_counts: float = 1.0
+    w_lattice: float = 1.0
+    w_coords: float = 10.0
+    w_bonds: float = 0.1
+    w_flow: float = 1.0
+    w_ef: float = 0.01                            # surrogate formation-energy penalty (0 = off)
+    w_rdf: float = 0.1                            # RDF term under PBC (0 = off)
+    ef_threshold: float = 0.0
+    physics_max_crystals: int = 32                # crystals of a batch entering the physics terms
+    rdf_r_max_angstrom: float = 6.0
+    rdf_bins: int = 30
+    rdf_sigma_angstrom: float = 0.2
+    surrogate_path: str = "models/{dataset}/surrogate.pt"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,99 @@
+"""Flow-matching coordinate decoder: periodic geodesic path, translation invariance (periodic), permutation
+equivariance, lattice-vector invariance; the composition DP against brute force."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from autoperi.model.coordinates import CoordinateDecoder, interpolate, wrap
+from autoperi.model.decoders import best_composition
+from tests.model.helpers import random_rotation, randomize
+
+
+def test_interpolation_is_the_periodic_geodesic():
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.rand(50, 3, generator=g, dtype=torch.float64), torch.rand(50, 3, generator=g, dtype=torch.float64)
+    xt, velocity = interpolate(x0, x1, torch.tensor(1.0, dtype=torch.float64))
+    assert torch.allclose(wrap(xt - x1), torch.zeros_like(xt), atol=1e-12)  # t = 1 lands on x1 (mod 1)
+    # brute force: the shortest of the displacements x1 - x0 + k, k in {-1, 0, 1}, per coordinate
+    shifts = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
+    candidates = (x1 - x0).unsqueeze(-1) + shifts
+    brute = candidates.gather(-1, candidates.abs().argmin(-1, keepdim=True)).squeeze(-1)
+    assert torch.allclose(velocity, brute, atol=1e-12)
+    assert velocity.abs().max() <= 0.5
+    xh, _ = interpolate(x0, x1, torch.tensor(0.5, dtype=torch.float64))
+    assert ((xh >= 0) & (xh < 1)).all()
+
+
+@pytest.fixture(scope="module")
+def decoder_inputs():
+    torch.manual_seed(0)
+    dec = CoordinateDecoder(hidden_dim=16, latent_dim=4, cond_dim=4, n_layers=2, n_freq=2).double()
+    randomize(dec, seed=1)
+    b, n = 3, 6
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(b, n, 3, generator=g, dtype=torch.float64)
+    species = torch.randint(1, 90, (b, n), generator=g)
+    mask = torch.ones(b, n, dtype=torch.bool)
+    mask[2, 4:] = False  # a padded crystal
+    lattice = torch.eye(3, dtype=torch.float64) * 4 + torch.rand(b, 3, 3, generator=g, dtype=torch.float64)
+    z = torch.randn(b, 4, generator=g, dtype=torch.float64)
+    cond = torch.randn(b, 4, generator=g, dtype=torch.float64)
+    t = torch.rand(b, generator=g, dtype=torch.float64)
+    return dec, (x, t, species, mask, lattice, z, cond)
+
+
+def test_velocity_is_translation_invariant_and_periodic(decoder_inputs):
+    dec, (x, t, species, mask, lattice, z, cond) = decoder_inputs
+    v, bonds = dec(x, t, species, mask, lattice, z, cond)
+    assert v.abs().max() > 1e-3
+    shift = torch.tensor([0.31, -0.27, 0.66], dtype=torch.float64)
+    v2, bonds2 = dec(torch.remainder(x + shift, 1.0), t, species, mask, lattice, z, cond)
+    torch.testing.assert_close(v2, v, atol=1e-9, rtol=1e-9)  # outputs x + v shift with the inputs
+    torch.testing.assert_close(bonds2, bonds, atol=1e-9, rtol=1e-9)
+    integer = torch.randint(-2, 3, x.shape, generator=torch.Generator().manual_seed(3)).double()
+    v3, _ = dec(x + integer, t, species, mask, lattice, z, cond)
+    torch.testing.assert_close(v3, v, atol=1e-9, rtol=1e-9)
+
+
+def test_velocity_is_permutation_equivariant(decoder_inputs):
+    dec, (x, t, species, mask, lattice, z, cond) = decoder_inputs
+    v, bonds = dec(x, t, species, mask, lattice, z, cond)
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    perm_rows = torch.stack([perm, perm, torch.tensor([1, 3, 0, 2, 4, 5])])  # keep padding at the end of crystal 2
+    xs = torch.stack([x[b, perm_rows[b]] for b in range(3)])
+    ss = torch.stack([species[b, perm_rows[b]] for b in range(3)])
+    v2, bonds2 = dec(xs, t, ss, mask, lattice, z, cond)
+    for b in range(3):
+        p = perm_rows[b]
+        torch.testing.assert_close(v2[b], v[b, p], atol=1e-9, rtol=1e-9)
+        m = mask[b, p]
+        torch.testing.assert_close(bonds2[b][m][:, m], bonds[b, p][:, p][m][:, m], atol=1e-9, rtol=1e-9)
+
+
+def test_velocity_is_rotation_invariant_and_sees_the_lattice(decoder_inputs):
+    dec, (x, t, species, mask, lattice, z, cond) = decoder_inputs
+    v, _ = dec(x, t, species, mask, lattice, z, cond)
+    v2, _ = dec(x, t, species, mask, lattice @ random_rotation(4).T, z, cond)
+    torch.testing.assert_close(v2, v, atol=1e-9, rtol=1e-9)
+    v3, _ = dec(x, t, species, mask, lattice * 1.2, z, cond)
+    assert (v3 - v).abs().max() > 1e-6
+
+
+def test_best_composition_matches_brute_force():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(20, 4, 4, generator=g) * 2  # 4 elements, counts 0..3
+    n_atoms = torch.randint(1, 9, (20,), generator=g)
+    got = best_composition(logits, n_atoms)
+    log_p = torch.log_softmax(logits.double(), -1)
+    for b in range(20):
+        best, best_lp = None, -float("inf")
+        for counts in itertools.product(range(4), repeat=4):
+            if sum(counts) == int(n_atoms[b]):
+                lp = sum(float(log_p[b, e, c]) for e, c in enumerate(counts))
+                if lp > best_lp:
+                    best, best_lp = counts, lp
+        assert tuple(got[b].tolist()) == best
