@@ -30,6 +30,8 @@ METRIC_COLUMNS = (
     "frechet_embedding",
 )
 STABILITY_COLUMNS = ("n_relaxed", "relax_success", "rmsd_mean", "stable_0_1", "stable_0_0", "sun")
+PERCENT_COLUMNS = {"struct_validity", "comp_validity", "cov_recall", "cov_precision", "uniqueness", "novelty",
+                   "composition_coverage", "relax_success", "stable_0_1", "stable_0_0", "sun"}  # fmt: skip
 REFERENCE_ROWS = ("oracle", "memorization", "random")
 FIRST_MODELS = ("autoperi",)
 MEASURED = "measured here"
@@ -127,18 +129,25 @@ def not_comparable_published(dataset: str) -> tuple[pd.DataFrame, str] | None:
     return published_table(published_name), caption
 
 
+def _cell(column: str, value, digits: int) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if math.isnan(value):
+            return "—"
+        if column in PERCENT_COLUMNS:
+            return f"{value:.{digits}f}"
+        return f"{value:.4g}"  # distances: four significant digits, as the published tables give them
+    return str(value)
+
+
 def format_table(frame: pd.DataFrame, columns=None, digits: int = 2) -> str:
-    """Markdown table of `frame` (columns default: the CDVAE and seed metrics present), NaN shown as "—"."""
+    """Markdown table of `frame` (columns default: the CDVAE and seed metrics present): percentages with `digits`
+    decimals, distances with 4 significant digits, NaN shown as "—"."""
     columns = list(columns) if columns is not None else [c for c in METRIC_COLUMNS if c in frame.columns]
     header = "| row | " + " | ".join(columns) + " |"
     lines = [header, "|" + "---|" * (len(columns) + 1)]
     for label, row in frame.iterrows():
-        cells = []
-        for column in columns:
-            value = row[column]
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                cells.append("—" if math.isnan(value) else f"{value:.{digits if abs(value) >= 1 else digits + 2}f}")
-            else:
-                cells.append("—" if value is None else str(value))
+        cells = [_cell(column, row[column], digits) for column in columns]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -60,7 +60,8 @@ def test_values_and_nulls(metrics_dir):
     cdvae = table.loc["CDVAE (published)", list(PUBLISHED_COLUMNS)].tolist()
     assert cdvae == [100.0, 98.59, 99.45, 98.46, 0.1258, 0.0628]
     text = format_table(table)
-    assert "| oracle | 100.00 | 90.00 | — | 50.00 | 0.2500 | — |" in text
+    assert "| oracle | 100.00 | 90.00 | — | 50.00 | 0.25 | — |" in text
+    assert "| CDVAE (published) | 100.00 | 98.59 | 99.45 | 98.46 | 0.1258 | 0.0628 |" in text
 
 
 def test_mp20_bt_gets_no_published_rows_but_a_separate_labelled_table(metrics_dir):
