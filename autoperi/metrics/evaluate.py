@@ -276,8 +276,22 @@ def evaluate_samples(
     result["wall_s"] = {**wall, "total": round(sum(wall.values()), 3)}
     out_dir.mkdir(parents=True, exist_ok=True)
     per_structure.to_csv(out_dir / f"{model}.csv", index=False)
-    (out_dir / f"{model}.json").write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
+    result = _finite_or_none(result)
+    (out_dir / f"{model}.json").write_text(json.dumps(result, indent=2, default=_json_default, allow_nan=False) + "\n")
     return result
+
+
+def _finite_or_none(value):
+    """NaN / inf → None everywhere (JSON has no NaN), numpy scalars → Python."""
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    return value
 
 
 def _json_default(value):
