@@ -170,14 +170,18 @@ def train_surrogate(
     threads: int | None = None,
     frame: pd.DataFrame | None = None,
     resume: bool = True,
+    init_from: str | Path | None = None,
     track: bool = True,
     progress: bool = True,
 ) -> dict:
     """Train, early-stop on validation MAE, test, and write `<out_dir>/surrogate.pt` + `.json`; returns the report.
 
     `out_dir` defaults to `<train.models_dir>/<dataset>`. `max_wall_s` stops after the epoch that crosses it
-    (reported as `stopped: wall_time`). `frame` replaces the processed table (tests); its data hash is then
-    computed from the rows used.
+    (reported as `stopped: wall_time`); `max_wall_s` and `epochs` count the whole run across resumes. The
+    training state (`surrogate_state.pt`) is kept after the run, so calling again with more epochs or wall time
+    continues it exactly (`resume=False` starts over). `init_from` warm-starts the weights from an earlier
+    `surrogate.pt` of the same architecture when no state exists (fresh optimiser, reported in the json).
+    `frame` replaces the processed table (tests); its data hash is then computed from the rows used.
     """
     if dataset not in TARGETS:
         raise ValueError(f"no surrogate target defined for {dataset!r}; known: {sorted(TARGETS)}")
@@ -231,10 +235,14 @@ def train_surrogate(
         torch.set_rng_state(state["rng"])
         history, best, epoch0, wall0 = state["history"], state["best"], state["epoch"] + 1, state["wall_s"]
         best_state = state["best_model"]
+    elif init_from is not None:
+        warm = torch.load(init_from, weights_only=True)
+        model.load_state_dict(warm["state_dict"])  # same architecture; target scaling recomputed identically
 
     meta_base = {
         "dataset": dataset, "data_hash_sha256": data_hash, "splits": split_report, "seed": seed,
         "batch_size": batch_size, "learning_rate": lr, "max_epochs": epochs, "patience": patience,
+        "init_from": str(init_from) if init_from is not None and epoch0 == 0 else None,
     }
     run_ctx = contextlib.nullcontext()
     if track:
@@ -302,7 +310,6 @@ def train_surrogate(
             mlflow.log_metrics({"test_mae": test["mae"], "test_rmse": test["rmse"], "best_val_mae": best["val_mae"],
                                 "test_mae_predict_train_mean": baseline["mae"]})
             mlflow.log_artifact(str(out_dir / "surrogate.json"))
-    state_path.unlink(missing_ok=True)
     return json.loads((out_dir / "surrogate.json").read_text())
 
 
@@ -322,12 +329,15 @@ def main(argv=None) -> None:
     parser.add_argument("--patience", type=int, default=8)
     parser.add_argument("--max-wall-s", type=float, default=None, help="per dataset")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--init-from", default=None, help="warm-start weights from this surrogate.pt")
+    parser.add_argument("--no-resume", action="store_true", help="ignore a saved training state")
     args = parser.parse_args(argv)
     params = load_params(args.params, args.profile)
     for dataset in args.dataset:
         report = train_surrogate(params, dataset, epochs=args.epochs, batch_size=args.batch_size,
                                  learning_rate=args.learning_rate, patience=args.patience,
-                                 max_wall_s=args.max_wall_s, threads=args.threads)
+                                 max_wall_s=args.max_wall_s, threads=args.threads, init_from=args.init_from,
+                                 resume=not args.no_resume)
         print(json.dumps({k: report[k] for k in ("dataset", "test", "best", "epochs_run", "wall_s", "stopped")}))
 
 

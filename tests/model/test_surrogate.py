@@ -170,6 +170,10 @@ def test_train_surrogate_end_to_end_on_a_tiny_table(params, raw_dir, tmp_path, m
     assert report["splits"]["n_train"] == 16 and report["splits"]["n_test"] == 16
     assert report["status"] == "done" and report["epochs_run"] == 2
     assert np.isfinite(report["test"]["mae"]) and report["test"]["n"] == 16
-    assert (tmp_path / "out" / "surrogate.pt").exists() and not (tmp_path / "out" / "surrogate_state.pt").exists()
+    assert (tmp_path / "out" / "surrogate.pt").exists() and (tmp_path / "out" / "surrogate_state.pt").exists()
     model = load_surrogate(tmp_path / "out" / "surrogate.pt")
     assert model.config["target"] == "heat_of_formation"
+    # asking for more epochs continues the saved run exactly: same first two epochs, one more after them
+    again = training.train_surrogate(params, "perov_5", out_dir=tmp_path / "out", epochs=3, batch_size=8,
+                                     frame=pd.DataFrame(rows), threads=1, track=False, progress=False)
+    assert again["epochs_run"] == 3 and again["history"][:2] == report["history"]
