@@ -153,6 +153,7 @@ class TrainConfig:
     val_every: int = 1                            # epochs between validations (and at the last epoch)
     checkpoint_every_steps: int = 0               # also write last.pt every N batches (0: at epoch ends only)
     max_minutes: float | None = None              # wall-clock budget over all sessions of a run; null = none
+    budget_schedule: bool = True                  # with max_minutes: plan the epochs (and cosine) to fit the budget
     max_train_rows: int | None = None             # seeded subset of the train split (quick profiles); null = all
     max_val_rows: int | None = None
     val_fraction: float = 0.1                     # held out of train when a dataset has no val split (carbon_24)

@@ -114,6 +114,8 @@ def _new_progress() -> dict:
         "best_epoch": 0,
         "bad_validations": 0,
         "elapsed_s": 0.0,  # training wall time over all sessions (max_minutes counts this)
+        "planned_epochs": None,  # epochs that fit in max_minutes (budget_schedule), re-planned after each epoch
+        "planned_for_minutes": None,
         "finished": False,  # stopped for good (early stopping); reaching `epochs` is not final: more can follow
         "stop_reason": "",
     }
@@ -211,6 +213,8 @@ def fit(
             restore_rng_state(rngs[job.rank])
         else:
             seed_everything(cfg.seed + job.rank + 1000 * prog["global_step"])
+        if prog.get("planned_for_minutes") != cfg.max_minutes:  # another budget: plan afresh
+            prog["planned_epochs"] = None
     else:
         prog, acc, history = _new_progress(), _new_accumulator(), []
         seed_everything(cfg.seed + job.rank)
@@ -218,7 +222,12 @@ def fit(
     batches_per_epoch = len(distributed.global_batches(np.arange(len(train_data)), cfg.batch_size, job.world_size))
     if batches_per_epoch == 0:
         raise ValueError(f"{len(train_data)} training items: too few for {job.world_size} process(es)")
-    total_steps = cfg.epochs * batches_per_epoch
+
+    def target_epochs() -> int:
+        """cfg.epochs, or fewer where the time budget was found to allow fewer (`budget_schedule`)."""
+        return min(cfg.epochs, prog.get("planned_epochs") or cfg.epochs)
+
+    total_steps = target_epochs() * batches_per_epoch
     _set_lr(optimizer, cfg, prog["optimizer_steps"], total_steps, plateau)
     meta = {
         "format": FORMAT,
@@ -245,7 +254,7 @@ def fit(
             )
         save_checkpoint(state, path)
 
-    if prog["finished"] or prog["epoch"] >= cfg.epochs:
+    if prog["finished"] or prog["epoch"] >= target_epochs():
         return _result(prog, history, out_dir, digest)
     prog["stop_reason"] = ""
     session_start = time.monotonic()
@@ -258,11 +267,11 @@ def fit(
         prog["stop_reason"] = "time_budget"
         return _result(prog, history, out_dir, digest)
     with _mlflow_run(params, dataset, log_mlflow and job.is_main, digest, prog) as mlflow:
-        while prog["epoch"] < cfg.epochs and not prog["finished"] and prog["stop_reason"] != "time_budget":
+        while prog["epoch"] < target_epochs() and not prog["finished"] and prog["stop_reason"] != "time_budget":
             epoch = prog["epoch"]
             order = distributed.epoch_order(len(train_data), cfg.seed, epoch)
             batches = distributed.global_batches(order, cfg.batch_size, min_size=job.world_size)
-            bar = _progress_bar(progress and job.is_main, len(batches), prog["batch_in_epoch"], epoch, cfg.epochs)
+            bar = _progress_bar(progress and job.is_main, len(batches), prog["batch_in_epoch"], epoch, target_epochs())
             model.train()
             tick = time.monotonic()
             for b in range(prog["batch_in_epoch"], len(batches)):
@@ -314,15 +323,19 @@ def fit(
             if prog["batch_in_epoch"] < len(batches):  # time budget hit mid-epoch: keep the partial epoch
                 checkpoint(out_dir / LAST)
                 break
-            record = _finish_epoch(model, val_data, cfg, collate, job, prog, acc, plateau)
+            record = _finish_epoch(model, val_data, cfg, collate, job, prog, acc, plateau, target_epochs())
             record["learning_rate"] = optimizer.param_groups[0]["lr"]
             history.append(record)
             improved = record.get("improved", val_data is None or len(val_data) == 0)
             prog["epoch"], prog["batch_in_epoch"] = epoch + 1, 0
             acc.clear()
             acc.update(_new_accumulator())
-            if prog["epoch"] >= cfg.epochs and not prog["stop_reason"]:
-                prog["stop_reason"] = "epochs"
+            if cfg.max_minutes is not None and cfg.budget_schedule and not prog["finished"]:
+                prog["planned_epochs"] = distributed.broadcast_object(_plan_epochs(cfg, prog), job)
+                prog["planned_for_minutes"] = cfg.max_minutes
+                total_steps = target_epochs() * batches_per_epoch
+            if prog["epoch"] >= target_epochs() and not prog["stop_reason"]:
+                prog["stop_reason"] = "epochs" if target_epochs() == cfg.epochs else "time_budget"
             if improved:
                 checkpoint(out_dir / BEST, full=False)
             checkpoint(out_dir / LAST)
@@ -336,7 +349,17 @@ def fit(
     return _result(prog, history, out_dir, digest)
 
 
-def _finish_epoch(model, val_data, cfg, collate, job, prog, acc, plateau) -> dict:
+def _plan_epochs(cfg: TrainConfig, prog: dict) -> int:
+    """Epochs that fit in `max_minutes` at the mean wall time per epoch so far (never more than planned before),
+    so a cosine schedule reaches its floor inside the budget instead of being cut off at a high learning rate."""
+    done = prog["epoch"]
+    per_epoch = prog["elapsed_s"] / max(done, 1)
+    remaining = 60 * cfg.max_minutes - prog["elapsed_s"]
+    plan = min(cfg.epochs, done + max(int(remaining // per_epoch), 0))
+    return min(plan, prog.get("planned_epochs") or plan)
+
+
+def _finish_epoch(model, val_data, cfg, collate, job, prog, acc, plateau, last_epoch: int) -> dict:
     """Validate (every `val_every` epochs and at the last), update early stopping, return the epoch's record."""
     epoch = prog["epoch"] + 1
     means = _epoch_means(acc)
@@ -347,7 +370,7 @@ def _finish_epoch(model, val_data, cfg, collate, job, prog, acc, plateau) -> dic
         crystals_per_s=acc["n"] / acc["seconds"] if acc["seconds"] > 0 else math.nan,
         skipped_steps=acc["skipped"],
     )
-    validate = val_data is not None and len(val_data) > 0 and (epoch % cfg.val_every == 0 or epoch == cfg.epochs)
+    validate = val_data is not None and len(val_data) > 0 and (epoch % cfg.val_every == 0 or epoch == last_epoch)
     if validate:
         tick = time.monotonic()
         val = evaluate(model, val_data, cfg, collate, job)
@@ -402,6 +425,7 @@ def _summary(prog: dict, digest: str) -> dict:
         "best_epoch": prog["best_epoch"],
         "stop_reason": prog["stop_reason"],
         "epochs_completed": prog["epoch"],
+        "planned_epochs": prog.get("planned_epochs"),
         "skipped_steps": prog["skipped_steps"],
         "train_minutes": prog["elapsed_s"] / 60,
         "data_hash": digest,

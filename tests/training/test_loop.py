@@ -149,3 +149,30 @@ def test_epoch_order_is_a_seeded_permutation_and_shards_cover_each_global_batch(
         parts = [distributed.shard(batch, distributed.Dist(r, 2)) for r in range(2)]
         assert sorted(np.concatenate(parts)) == sorted(batch)
     assert [len(x) for x in distributed.global_batches(np.arange(49), 16, min_size=2)] == [16, 16, 16]
+
+
+class FakeClock:
+    """time.monotonic advancing 1 s per call: the loop's timings become deterministic."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self):
+        self.now += 1.0
+        return self.now
+
+
+def test_time_budget_plans_the_epochs_so_the_cosine_ends_inside_it(graphs, tmp_path, monkeypatch):
+    import autoperi.training.loop as loop
+
+    monkeypatch.setattr(loop, "time", FakeClock())
+    cfg = replace(CFG, epochs=50, scheduler="cosine", min_learning_rate=1e-5, max_minutes=0.5)  # 30 fake seconds
+    result = _run(TinyRegressor(), graphs[:24], graphs[24:], cfg, tmp_path)
+    history = result["history"]
+    assert result["stop_reason"] == "time_budget" and 2 <= len(history) < 50
+    assert result["planned_epochs"] == len(history)
+    assert history[-1]["learning_rate"] == pytest.approx(1e-5)  # the schedule was planned to end here
+    assert history[0]["learning_rate"] > 1e-3
+    # without the plan the same budget cuts the run mid-schedule
+    unplanned = _run(TinyRegressor(), graphs[:24], graphs[24:], replace(cfg, budget_schedule=False), tmp_path / "u")
+    assert unplanned["stop_reason"] == "time_budget" and unplanned["history"][-1]["learning_rate"] > 1e-3

@@ -1,0 +1,59 @@
+"""Which rows train and validate: published splits, a held-out share where there is no val split, seeded caps,
+and val rows with elements the model never saw (skipped and listed, not dropped silently)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+
+from autoperi.config import TrainConfig
+from autoperi.training.runner import drop_unknown_elements, select_splits
+from tests.training.tiny import perov_frame
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return perov_frame(32, 8)
+
+
+def test_published_splits_are_kept(frame):
+    train, val = select_splits(frame, TrainConfig())
+    assert list(train["id"]) == list(frame.loc[frame["split"] == "train", "id"])
+    assert list(val["id"]) == list(frame.loc[frame["split"] == "val", "id"])
+
+
+def test_no_val_split_holds_out_a_seeded_share_of_train(frame):
+    carbon_like = frame.assign(split=["train"] * 28 + ["test"] * 4)  # like carbon_24: train and test only
+    train, val = select_splits(carbon_like, TrainConfig(val_fraction=0.25, seed=1))
+    assert len(val) == 7 and len(train) == 21
+    assert set(train["id"]).isdisjoint(val["id"]) and set(train["id"]) | set(val["id"]) == set(carbon_like["id"][:28])
+    again, _ = select_splits(carbon_like, TrainConfig(val_fraction=0.25, seed=1))
+    other, _ = select_splits(carbon_like, TrainConfig(val_fraction=0.25, seed=2))
+    assert list(again["id"]) == list(train["id"]) and list(other["id"]) != list(train["id"])
+    assert list(train.index) == sorted(train.index)  # table order kept: the data hash does not depend on the draw
+
+
+def test_row_caps_take_a_seeded_subset_in_table_order(frame):
+    cfg = replace(TrainConfig(), max_train_rows=10, max_val_rows=3)
+    train, val = select_splits(frame, cfg)
+    assert len(train) == 10 and len(val) == 3 and list(train.index) == sorted(train.index)
+    assert set(train["id"]) <= set(frame.loc[frame["split"] == "train", "id"])
+
+
+def test_val_rows_with_unseen_elements_are_skipped_and_listed(frame):
+    val = pd.concat([frame[frame["split"] == "val"], frame.iloc[:2]])
+    vocabulary = sorted(
+        {int(z) for zs in frame.iloc[2:]["atomic_numbers"] for z in zs} - {int(frame.iloc[0]["atomic_numbers"][0])}
+    )
+    kept, skipped = drop_unknown_elements(val, vocabulary)
+    assert str(frame.iloc[0]["id"]) in skipped
+    assert len(kept) + len(skipped) == len(val)
+    for zs in kept["atomic_numbers"]:
+        assert {int(z) for z in zs} <= set(vocabulary)
+
+
+def test_a_table_without_train_rows_is_refused(frame):
+    with pytest.raises(ValueError, match="no train rows"):
+        select_splits(frame.assign(split="test"), TrainConfig())
