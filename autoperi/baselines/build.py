@@ -83,7 +83,10 @@ def _random_rows(table: pd.DataFrame, n: int, seed: int, dataset: str, path: Pat
     done = {int(p.stem): p for p in parts.glob("*.pkl")}
     todo = [t for t in tasks if t[0] not in done]
 
+    built_now = [0]  # crystals built in this run (resumed chunks excluded), for crystals_per_s
+
     def keep(i: int, result) -> None:  # each finished chunk goes to disk at once (resume after a kill)
+        built_now[0] += sum(structure is not None for structure, _ in result)
         tmp = parts / f"{todo[i][0]}.tmp"
         tmp.write_bytes(pickle.dumps(result))
         tmp.replace(parts / f"{todo[i][0]}.pkl")
@@ -112,7 +115,8 @@ def _random_rows(table: pd.DataFrame, n: int, seed: int, dataset: str, path: Pat
         "seed": seed,
         "settings": settings.__dict__,
         "n_resumed_chunks": len(done),
-        **summarize(records, wall_s),
+        "n_built_now": built_now[0],
+        **summarize(records, wall_s, n_built_now=built_now[0]),
         "notes": [
             "composition and primitive-cell atom counts of a seeded training row; space group drawn from the "
             "training space-group distribution, redrawn when incompatible with the counts or when pyxtal fails; "

@@ -169,8 +169,9 @@ def random_chunk(task: tuple) -> list[tuple[Structure | None, dict]]:
     return out
 
 
-def summarize(records: list[dict], wall_s: float) -> dict:
-    """Counts for the report: crystals written, bad rows, redraws, P1 fallbacks, timings."""
+def summarize(records: list[dict], wall_s: float, n_built_now: int | None = None) -> dict:
+    """Counts for the report: crystals written, bad rows, redraws, P1 fallbacks, timings. `n_built_now`: crystals
+    built in the `wall_s` of this run (fewer than all when earlier chunks were resumed from disk)."""
     ok = [r for r in records if r["spacegroup"] is not None]
     per_crystal = np.array([r["wall_s"] for r in records]) if records else np.zeros(0)
     return {
@@ -187,7 +188,7 @@ def summarize(records: list[dict], wall_s: float) -> dict:
         "retries_cell_reduced": int(sum(r["reduced"] for r in records)),
         "fallback_p1": int(sum(r["fallback_p1"] for r in records)),
         "wall_s": round(wall_s, 2),
-        "crystals_per_s": round(len(ok) / wall_s, 3) if wall_s > 0 else None,
+        "crystals_per_s": round((len(ok) if n_built_now is None else n_built_now) / wall_s, 3) if wall_s > 0 else None,
         "per_crystal_s_median": round(float(np.median(per_crystal)), 4) if len(per_crystal) else None,
         "per_crystal_s_max": round(float(per_crystal.max()), 3) if len(per_crystal) else None,
     }

@@ -112,3 +112,33 @@ def test_a_row_that_cannot_be_built_is_counted_not_dropped():
     assert structure is None and record["spacegroup"] is None and record["failed"] >= 1
     summary = summarize([{**record, "index": 0, "source_id": "bad", "formula": "Xx2"}], wall_s=1.0)
     assert summary["n_failed_rows"] == 1 and summary["failed_rows"][0]["source_id"] == "bad"
+
+
+def test_a_killed_random_build_resumes_with_the_same_crystals(table, params, tmp_path, monkeypatch):
+    import dataclasses
+
+    from ase.io import read
+
+    import autoperi.baselines.build as build
+
+    local = dataclasses.replace(params, root=tmp_path)
+    clean = build.build_baseline(local, "toy", "random", n=30, seed=5, table=table)
+    expected = [(f.info["source_id"], f.get_positions().round(6).tolist()) for f in read(clean["samples_path"], ":")]
+
+    real_chunk = build.random_chunk
+
+    def dies_on_second_chunk(task):
+        if task[0] == 1:
+            raise KeyboardInterrupt("killed")
+        return real_chunk(task)
+
+    monkeypatch.setattr(build, "random_chunk", dies_on_second_chunk)
+    local2 = dataclasses.replace(params, root=tmp_path / "second")
+    with pytest.raises(KeyboardInterrupt):
+        build.build_baseline(local2, "toy", "random", n=30, seed=5, table=table)
+    monkeypatch.setattr(build, "random_chunk", real_chunk)
+    resumed = build.build_baseline(local2, "toy", "random", n=30, seed=5, table=table)
+    assert resumed["n_resumed_chunks"] == 1 and resumed["n_built_now"] == 30 - 25
+    got = [(f.info["source_id"], f.get_positions().round(6).tolist()) for f in read(resumed["samples_path"], ":")]
+    assert got == expected
+    assert not list((tmp_path / "second").rglob("*.pkl"))  # parts are removed once the samples file is written
