@@ -1,6 +1,6 @@
 """`autoperi train`: thin wrapper over `autoperi.training.runner.train_dataset` (registered by autoperi/cli.py).
 
-    autoperi train --dataset perov_5 [--epochs N] [--resume | --no-resume] [--out models/perov_5] [--nproc 2]
+    autoperi train --dataset perov_5 [--epochs N] [--max-minutes M] [--resume | --no-resume] [--out DIR] [--nproc 2]
 
 `--nproc N` (or `train.processes` in params.yaml) relaunches the same command under
 `torchrun --standalone --nproc_per_node N` (DDP; gloo on CPU). Launching torchrun yourself works too:
@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 
@@ -19,6 +20,8 @@ def _worker_args(args) -> list[str]:
     out += ["train", "--dataset", args.dataset, "--threads", str(args.threads)]
     if args.epochs is not None:
         out += ["--epochs", str(args.epochs)]
+    if args.max_minutes is not None:
+        out += ["--max-minutes", str(args.max_minutes)]
     if args.resume is not None:
         out.append("--resume" if args.resume else "--no-resume")
     if args.out:
@@ -36,7 +39,10 @@ def cmd_train(args) -> int:
 
     params = load_params(args.params, args.profile)
     threads = args.threads or params.train.threads
-    params = dataclasses.replace(params, train=dataclasses.replace(params.train, threads=threads))
+    overrides = {"threads": threads}
+    if args.max_minutes is not None:
+        overrides["max_minutes"] = args.max_minutes
+    params = dataclasses.replace(params, train=dataclasses.replace(params.train, **overrides))
     nproc = args.nproc or params.train.processes
     if nproc > 1 and not distributed.launched_by_torchrun():
         args.threads = threads
@@ -81,9 +87,11 @@ def register(sub) -> None:
         "train",
         help="train AutoPeri-GNN on a dataset (resumable; --nproc N runs DDP through torchrun)",
         description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("--dataset", required=True, help="processed dataset, e.g. perov_5")
     train.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    train.add_argument("--max-minutes", type=float, default=None, help="override train.max_minutes (wall budget)")
     group = train.add_mutually_exclusive_group()
     group.add_argument("--resume", dest="resume", action="store_true", default=None, help="continue from last.pt")
     group.add_argument("--no-resume", dest="resume", action="store_false", help="start afresh (overwrites)")
