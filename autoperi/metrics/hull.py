@@ -14,13 +14,15 @@ Reference entries, per dataset:
    no elemental crystals (Perov-5 and MP-20 binary+ternary none at all), and a hull without its corners is
    undefined, so each element gets the lowest CHGNet energy among: the dataset's unary structures (step 1),
    fcc, bcc, hcp (ideal c/a), diamond and simple-cubic cells, ASE's reference crystal for the element when it builds
-   one (e.g. rhombohedral As/Sb/Bi, real c/a of hcp Zn/Cd), and for H, N, O, F, Cl, Br, I a diatomic molecule in a
-   10 Å box. Each candidate is scanned in volume (isotropic scaling: the only free parameter of the cubic
+   one (e.g. rhombohedral As/Sb/Bi, real c/a of hcp Zn/Cd), textbook ground states where the simple cells fall far
+   short (`KNOWN_STRUCTURES`: graphite, alpha-B, black P, helical-chain S/Se/Te, alpha-Ga), and for H, N, O, F, Cl,
+   Br, I a diatomic molecule in a 10 Å box (H, N, O, F: only the molecule; noble gases start from van der Waals
+   contact). Each candidate is scanned in volume (isotropic scaling: the only free parameter of the cubic
    prototypes; bond length for molecules) with single points, and the best candidate is then fully relaxed (FIRE,
    cell + positions, fmax 0.1 eV/Å, ≤ 150 steps) and kept if the relaxation ran without error. Simple prototypes
-   miss complex ground states (alpha-B, S8 rings, black P, alpha-Mn), so those corners may sit too high by
-   ~0.1 eV/atom, which makes nearby compositions look more stable than they are; the dataset's own compounds bound
-   the hull wherever they exist.
+   miss complex ground states not listed (alpha-Mn, S8 rings, I2 crystals), so those corners may sit too high,
+   which makes nearby compositions look more stable than they are; the dataset's own compounds bound the hull
+   wherever they exist (`benchmarks/chgnet_stability.py` checks the references against DFT formation energies).
 
 The hull object: a full `PhaseDiagram` over 87 elements is out of reach for qhull, and a generated composition may
 fall in a chemical system that no single reference covers, so `ReferenceHull` keeps all entries and builds the
@@ -41,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
-from pymatgen.core import Composition, Structure
+from pymatgen.core import Composition, Lattice, Structure
 
 from autoperi.data.preprocess import record_to_structure
 from autoperi.metrics.potential import chgnet_energies, relax_structure
@@ -64,6 +66,25 @@ PROTOTYPES = ("fcc", "bcc", "hcp", "diamond", "sc")
 # Volume scan for the elemental prototypes: factors on the volume of a cell whose nearest-neighbour distance is twice
 # the covalent radius (noble gases sit near the top of the range, compressed metals near the bottom).
 SCAN_VOLUME_FACTORS = np.geomspace(0.5, 4.0, 19)
+# Known ground-state (or near-ground-state) structures for elements whose simple prototypes fall far short:
+# (space group, a, b, c, alpha, beta, gamma in Å/degrees, Wyckoff representatives). Textbook geometries; the volume
+# scan and relaxation below adjust them to CHGNet. S uses Se's helical chain (fibrous S; alpha-S8 has 128 atoms).
+KNOWN_STRUCTURES: dict[str, tuple[tuple[str, str, tuple, list], ...]] = {
+    "C": (("graphite", "P6_3/mmc", (2.464, 2.464, 6.711, 90, 90, 120), [[0, 0, 0.25], [1 / 3, 2 / 3, 0.25]]),),
+    "B": (
+        (
+            "alpha-B",
+            "R-3m",
+            (4.908, 4.908, 12.567, 90, 90, 120),
+            [[0.11886, 0.88114, 0.89133], [0.19686, 0.80314, 0.02432]],
+        ),
+    ),
+    "P": (("black-P", "Cmce", (3.314, 10.478, 4.376, 90, 90, 90), [[0, 0.10168, 0.08056]]),),
+    "S": (("chain", "P3_121", (4.366, 4.366, 4.954, 90, 90, 120), [[0.2254, 0, 1 / 3]]),),
+    "Se": (("chain", "P3_121", (4.366, 4.366, 4.954, 90, 90, 120), [[0.2254, 0, 1 / 3]]),),
+    "Te": (("chain", "P3_121", (4.457, 4.457, 5.929, 90, 90, 120), [[0.2636, 0, 1 / 3]]),),
+    "Ga": (("alpha-Ga", "Cmce", (4.5192, 7.6586, 4.5258, 90, 90, 90), [[0, 0.1549, 0.081]]),),
+}
 ELEMENT_RELAX_STEPS = 150
 
 
@@ -155,6 +176,11 @@ def _prototype(symbol: str, kind: str, nn_distance: float) -> Structure:
     from pymatgen.io.ase import AseAtomsAdaptor
 
     d = nn_distance
+    if kind.startswith("known:"):
+        name = kind.split(":", 1)[1]
+        _, group, params, sites = next(k for k in KNOWN_STRUCTURES[symbol] if k[0] == name)
+        cell = Structure.from_spacegroup(group, Lattice.from_parameters(*params), [symbol] * len(sites), sites)
+        return cell.get_primitive_structure()
     if kind == "molecule":
         atoms = Atoms(symbol * 2, positions=[[0, 0, 0], [0, 0, d]], cell=[10, 10, 10], pbc=True)
     elif kind == "ase_reference":
@@ -188,6 +214,7 @@ def elemental_references(symbols: Iterable[str], cache_path: Path | None = None,
         d0 = 2 * (vdw_radii[z] if symbol in NOBLE_GASES else covalent_radii[z])  # noble gases: van der Waals contact
         kinds = [] if symbol in MOLECULE_ONLY else list(PROTOTYPES) + ["ase_reference"]
         kinds += ["molecule"] if symbol in MOLECULAR_ELEMENTS else []
+        kinds += [f"known:{k[0]}" for k in KNOWN_STRUCTURES.get(symbol, ())]
         bases = {}
         for kind in kinds:
             try:
@@ -196,7 +223,8 @@ def elemental_references(symbols: Iterable[str], cache_path: Path | None = None,
                 continue
         candidates = {}
         for kind, base in bases.items():
-            factors = SCAN_VOLUME_FACTORS if kind not in ("ase_reference", "molecule") else np.geomspace(0.6, 1.7, 13)
+            near_real = kind in ("ase_reference", "molecule") or kind.startswith("known:")
+            factors = np.geomspace(0.6, 1.7, 13) if near_real else SCAN_VOLUME_FACTORS
             if kind != "molecule":
                 factors = factors[base.volume / len(base) * factors >= MIN_SCAN_VOLUME_PER_ATOM]
             if len(factors) == 0:
