@@ -156,3 +156,11 @@ def build_baseline(
         return _random_rows(table, n, seed, dataset, path, client, start)
     draw = oracle_draw(table, n, seed) if kind == "oracle" else memorization_draw(table, n, seed)
     return _real_rows(draw, kind, dataset, seed, path, start)
+
+
+def oracle_holdout_ids(params: Params, dataset: str) -> set[str]:
+    """Ids of the train rows the oracle of `dataset` holds out (datasets without a val split), read from the
+    oracle's report so they match the samples actually written, whatever n they were built with; empty when the
+    oracle came from the val split. Raises FileNotFoundError when the oracle has not been built."""
+    report = json.loads(report_path(params, dataset, "oracle").read_text())
+    return set(map(str, report["source_ids"])) if report.get("source_split") == "train-holdout" else set()

@@ -94,3 +94,15 @@ def test_without_novelty_ids_drops_only_those_rows(table_without_val):
     assert len(reduced.train) == len(train) - 8 and not set(reduced.train["id"]) & held
     assert reduced.details["novelty_reference_excluded_ids"] == 8
     assert len(refs.train) == len(train)  # the original is untouched
+
+
+def test_oracle_holdout_ids_come_from_the_build_report(table, table_without_val, params, tmp_path):
+    import dataclasses
+
+    from autoperi.baselines import oracle_holdout_ids
+
+    local = dataclasses.replace(params, root=tmp_path)
+    build_baseline(local, "no_val", "oracle", n=6, seed=2, table=table_without_val)
+    assert oracle_holdout_ids(local, "no_val") == novelty_exclusions(table_without_val, 6, seed=2)
+    build_baseline(local, "with_val", "oracle", n=6, seed=2, table=table)
+    assert oracle_holdout_ids(local, "with_val") == set()
