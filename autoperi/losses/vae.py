@@ -1,8 +1,8 @@
 """Reconstruction and regularisation terms of AutoPeri-GNN (seed §3); each returns a scalar, mean over crystals.
 
 - `kl_normal`: KL(N(μ, σ²) ‖ N(0, I)) summed over latent dims.
-- `count_loss` / `composition_loss`: cross-entropies of the atom count and of every element's count (summed over
-  elements, i.e. the negative log-likelihood of the whole composition under the decoder).
+- `count_loss` / `composition_loss`: cross-entropies of the atom count and of the element in every occupied slot
+  (atoms in canonical order; summed over slots, i.e. the negative log-likelihood of the composition).
 - `lattice_loss`: squared error of the standardised log lengths plus the chordal error |e^{iθ̂} − e^{iθ}|² of the
   torus angles (periodic, so θ = −π and θ = π are the same cell).
 - `flow_matching_loss`: |v̂ − w(x_1 − x_0)|² per atom (w: periodic minimum image), mean over real atoms.
@@ -27,9 +27,10 @@ def count_loss(logits: Tensor, n_atoms: Tensor) -> Tensor:
     return F.cross_entropy(logits, n_atoms.long())
 
 
-def composition_loss(count_logits: Tensor, counts: Tensor) -> Tensor:
-    """count_logits [B, E, C+1], counts [B, E] (long, clipped to C) → mean over crystals of Σ_e CE."""
-    ce = F.cross_entropy(count_logits.transpose(1, 2), counts.clamp(max=count_logits.shape[-1] - 1), reduction="none")
+def composition_loss(slot_logits: Tensor, slot_targets: Tensor) -> Tensor:
+    """slot_logits [B, S, E], slot_targets [B, S] (vocabulary index, -100 = no atom) → mean over crystals of the
+    summed cross-entropy of the occupied slots (the NLL of the composition in canonical atom order)."""
+    ce = F.cross_entropy(slot_logits.transpose(1, 2), slot_targets, ignore_index=-100, reduction="none")
     return ce.sum(-1).mean()
 
 

@@ -27,7 +27,7 @@ from torch_geometric.utils import to_dense_batch
 from autoperi.config import GraphConfig, ModelConfig
 from autoperi.losses import vae
 from autoperi.model.coordinates import CoordinateDecoder, interpolate
-from autoperi.model.decoders import CompositionDecoder, LatticeDecoder, best_composition
+from autoperi.model.decoders import CompositionDecoder, LatticeDecoder, canonical_order_keys
 from autoperi.model.encoder import PeriodicEncoder
 from autoperi.model.flow import LatentFlow
 from autoperi.model.lattice import (
@@ -124,13 +124,14 @@ class AutoPeriGNN(nn.Module):
         self.register_buffer("length_mean", torch.tensor(stats["length_mean"]), persistent=False)
         self.register_buffer("length_std", torch.tensor(stats["length_std"]), persistent=False)
         self.register_buffer("radii", vae.covalent_radii(cfg.max_atomic_number), persistent=False)
+        self.register_buffer("order_keys", canonical_order_keys(cfg.max_atomic_number), persistent=False)
         max_atoms = max(cfg.max_atoms, stats["max_atoms"])
         hidden, latent, cond = cfg.hidden_dim, cfg.latent_dim, cfg.cond_dim
         self.encoder = PeriodicEncoder(cfg.encoder_hidden_dim, latent, cfg.encoder_layers, cfg.encoder_cutoff_angstrom,
                                        max_atomic_number=cfg.max_atomic_number)
         self.condition = nn.Embedding(N_SPACEGROUPS, cond)
         self.species_embedding = nn.Embedding(cfg.max_atomic_number + 1, hidden)
-        self.composition = CompositionDecoder(latent, cond, hidden, max_atoms, len(elements), stats["max_count"])
+        self.composition = CompositionDecoder(latent, cond, hidden, max_atoms, len(elements), stats["max_atoms"])
         self.lattice = LatticeDecoder(latent, cond, hidden)
         self.coords = CoordinateDecoder(hidden, latent, cond, cfg.decoder_layers, cfg.fourier_frequencies,
                                         cfg.max_atomic_number)
@@ -151,13 +152,20 @@ class AutoPeriGNN(nn.Module):
         emb = self.species_embedding(species) * mask.unsqueeze(-1)
         return emb.sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
 
-    def element_counts(self, atomic_numbers: Tensor, batch: Tensor, n_graphs: int) -> Tensor:
-        counts = torch.zeros(n_graphs, len(self.stats["elements"]), dtype=torch.long, device=batch.device)
-        idx = self.element_index[atomic_numbers]
-        if (idx < 0).any():
-            missing = sorted(set(atomic_numbers[idx < 0].tolist()))
+    def slot_targets(self, species: Tensor, mask: Tensor) -> Tensor:
+        """Dense species [B, N] (0 = padding) → vocabulary index of the atom in each canonical slot [B, max_slots],
+        -100 (ignored) beyond the crystal's atoms."""
+        keys = torch.where(mask, self.order_keys[species], torch.full_like(self.order_keys[species], float("inf")))
+        ordered = species.gather(1, keys.argsort(dim=1, stable=True))
+        idx = self.element_index[ordered]
+        if (idx[mask.sum(1, keepdim=True) > torch.arange(species.shape[1])] < 0).any():
+            missing = sorted(set(species[mask][self.element_index[species[mask]] < 0].tolist()))
             raise ValueError(f"elements {missing} are not in the model's training vocabulary")
-        return counts.index_put_((batch, idx), torch.ones_like(idx), accumulate=True)
+        out = torch.full((species.shape[0], self.composition.max_slots), -100, dtype=torch.long)
+        n = min(species.shape[1], self.composition.max_slots)
+        idx = torch.where(torch.arange(species.shape[1]) < mask.sum(1, keepdim=True), idx, torch.full_like(idx, -100))
+        out[:, :n] = idx[:, :n]
+        return out
 
     def constraint_kinds(self, spacegroups) -> list[str]:
         relaxed = {k for k, v in self.stats["constraints"].items() if v["hold_rate"] < CONSTRAINT_MIN_HOLD_RATE}
@@ -182,16 +190,15 @@ class AutoPeriGNN(nn.Module):
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         terms: dict[str, Tensor] = {"kl": vae.kl_normal(mu, logvar)}
 
-        n_logits, count_logits = self.composition(z, cond_emb)
+        species, mask = to_dense_batch(batch.atomic_numbers, batch.batch, fill_value=0, batch_size=n_graphs)
+        n_logits, slot_logits = self.composition(z, cond_emb)
         terms["recon_counts"] = vae.count_loss(n_logits, n_atoms)
-        terms["recon_species"] = vae.composition_loss(count_logits, self.element_counts(
-            batch.atomic_numbers, batch.batch, n_graphs))
+        terms["recon_species"] = vae.composition_loss(slot_logits, self.slot_targets(species, mask))
 
         lattice = batch.lattice.to(dtype)
         code, theta = encode_lattice(lattice, n_atoms, self.length_mean, self.length_std)
         noisy_code = code + cfg.lattice_noise * torch.randn_like(code)
         noisy_theta = theta + cfg.lattice_noise * torch.randn_like(theta)
-        species, mask = to_dense_batch(batch.atomic_numbers, batch.batch, fill_value=0, batch_size=n_graphs)
         comp_emb = self.composition_embedding(species, mask)
         pred_code, pred_theta = self.lattice(z, noisy_code, noisy_theta, comp_emb, cond_emb)
         terms["recon_lattice"] = vae.lattice_loss(pred_code, pred_theta, code, theta)
@@ -246,34 +253,28 @@ class AutoPeriGNN(nn.Module):
         freq = torch.tensor(self.stats["spacegroup_counts"], dtype=torch.float64)
         return torch.multinomial(freq, n, replacement=True, generator=generator) + 1
 
-    def decode_composition(self, z: Tensor, cond_emb: Tensor) -> Tensor:
-        """→ element counts [B, E] summing to the decoded atom count (restricted to counts seen in training)."""
-        n_logits, count_logits = self.composition(z, cond_emb)
+    def decode_composition(self, z: Tensor, cond_emb: Tensor) -> tuple[Tensor, Tensor]:
+        """→ (species [B, N_max] in canonical slot order, 0 = padding; mask [B, N_max]): N = the most probable atom
+        count among those seen in training, slot k = its most probable element."""
+        n_logits, slot_logits = self.composition(z, cond_emb)
         hist = torch.tensor(self.stats["n_atoms_hist"], dtype=n_logits.dtype)
         allowed = torch.zeros(n_logits.shape[-1], dtype=torch.bool)
         allowed[: len(hist)] = hist > 0
         n_atoms = n_logits.masked_fill(~allowed, -math.inf).argmax(-1)
-        return best_composition(count_logits, n_atoms)
-
-    def species_from_counts(self, counts: Tensor) -> tuple[Tensor, Tensor]:
-        """Element counts [B, E] → (species [B, N_max] sorted by Z, 0 = padding, mask [B, N_max])."""
-        n_atoms = counts.sum(-1)
         n_max = int(n_atoms.max())
-        species = torch.zeros(counts.shape[0], n_max, dtype=torch.long)
-        for b, row in enumerate(counts.tolist()):
-            z = np.repeat(self.elements.numpy(), row)
-            species[b, : len(z)] = torch.from_numpy(z)
-        return species, species > 0
+        species = self.elements[slot_logits[:, :n_max].argmax(-1)]
+        mask = torch.arange(n_max) < n_atoms.unsqueeze(-1)
+        return species * mask, mask
 
     @torch.no_grad()
     def decode(self, z_g: Tensor, z_t: Tensor, spacegroups: Tensor, n_steps: int | None = None,
-               generator: torch.Generator | None = None, counts: Tensor | None = None) -> list[dict]:
-        """Flow-space latents (z_g = [z_G, ℓ], z_t = θ) → crystals. `counts` [B, E] fixes the composition (CSP)."""
+               generator: torch.Generator | None = None, species: Tensor | None = None) -> list[dict]:
+        """Flow-space latents (z_g = [z_G, ℓ], z_t = θ) → crystals. `species` [B, N] (0 = padding) fixes the
+        composition (structure prediction)."""
         latent = self.cfg.latent_dim
         z, length_code = z_g[:, :latent], z_g[:, latent:]
         cond_emb = self.condition(spacegroups - 1)
-        counts = self.decode_composition(z, cond_emb) if counts is None else counts
-        species, mask = self.species_from_counts(counts)
+        species, mask = self.decode_composition(z, cond_emb) if species is None else (species, species > 0)
         n_atoms = mask.sum(1)
         code, theta = self.lattice(z, length_code, z_t, self.composition_embedding(species, mask), cond_emb)
         lattice = self.decode_lattice(code, theta, n_atoms, spacegroups.tolist())

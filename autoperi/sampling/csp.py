@@ -17,16 +17,32 @@ import numpy as np
 import torch
 
 
+def composition_species(model, composition: str) -> torch.Tensor:
+    """'Ba2Ti2O6' → atomic numbers [N] in the model's canonical slot order (refused for unknown elements)."""
+    from pymatgen.core import Composition
+
+    comp = Composition(composition)
+    if any(abs(v - round(v)) > 1e-6 for v in comp.values()):
+        raise ValueError(f"composition {composition!r} must have integer counts")
+    unknown = [str(e) for e in comp if e.Z not in model.stats["elements"]]
+    if unknown:
+        raise ValueError(f"composition {composition!r}: {unknown} not in the model's training vocabulary")
+    numbers = [e.Z for e, amount in comp.items() for _ in range(int(round(amount)))]
+    if len(numbers) > model.composition.max_slots:
+        raise ValueError(f"composition {composition!r} has {len(numbers)} atoms; the model decodes at most "
+                         f"{model.composition.max_slots}")
+    numbers = torch.tensor(numbers)
+    return numbers[model.order_keys[numbers].argsort(stable=True)]
+
+
 @torch.no_grad()
-def composition_log_likelihood(model, z: torch.Tensor, cond_emb: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """log p(N, counts | z) [B] under the count and composition heads, for one counts vector [E]."""
-    n_logits, count_logits = model.composition(z, cond_emb)
-    n_atoms = int(counts.sum())
-    log_n = torch.log_softmax(n_logits, -1)[:, n_atoms]
-    log_c = torch.log_softmax(count_logits, -1)
-    clipped = counts.clamp(max=count_logits.shape[-1] - 1)
-    per_element = log_c.gather(-1, clipped.view(1, -1, 1).expand(z.shape[0], -1, 1)).squeeze(-1)
-    return log_n + per_element.sum(-1)
+def composition_log_likelihood(model, z: torch.Tensor, cond_emb: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+    """log p(N, species in canonical slots | z) [B] under the count and slot heads, for one species list [N]."""
+    n_logits, slot_logits = model.composition(z, cond_emb)
+    log_n = torch.log_softmax(n_logits, -1)[:, len(species)]
+    log_slots = torch.log_softmax(slot_logits[:, : len(species)], -1)
+    idx = model.element_index[species].view(1, -1, 1).expand(z.shape[0], -1, 1)
+    return log_n + log_slots.gather(-1, idx).squeeze(-1).sum(-1)
 
 
 @torch.no_grad()
@@ -34,9 +50,7 @@ def sample_for_composition(model, composition: str, n: int, spacegroup: int | No
                            generator: torch.Generator | None = None, batch_size: int = 2000,
                            n_candidates: int = 32) -> list[dict]:
     """n crystals with exactly `composition` (e.g. 'Ba2Ti2O6'); optional target space group."""
-    from autoperi.sampling.sampler import composition_counts
-
-    counts = composition_counts(model, composition)
+    species = composition_species(model, composition)
     out: list[dict] = []
     per_batch = max(1, batch_size // n_candidates)
     latent = model.cfg.latent_dim
@@ -46,10 +60,10 @@ def sample_for_composition(model, composition: str, n: int, spacegroup: int | No
         sg = (model.draw_spacegroups(total, generator) if spacegroup is None
               else torch.full((total,), int(spacegroup), dtype=torch.long))
         z_g, z_t = model.flow.sample(total, sg - 1, generator=generator)
-        score = composition_log_likelihood(model, z_g[:, :latent], model.condition(sg - 1), counts)
+        score = composition_log_likelihood(model, z_g[:, :latent], model.condition(sg - 1), species)
         best = score.view(m, n_candidates).argmax(-1) + torch.arange(m) * n_candidates
         out.extend(model.decode(z_g[best], z_t[best], sg[best], n_steps, generator,
-                                counts=counts.unsqueeze(0).expand(m, -1)))
+                                species=species.unsqueeze(0).expand(m, -1)))
     return out
 
 

@@ -48,24 +48,6 @@ def symmetrize_structure(structure: Structure, symprec: float = 0.1, angle_toler
         return structure, 1
 
 
-def composition_counts(model, composition: str) -> torch.Tensor:
-    """'Ba2Ti2O6' → element counts [E] in the model's vocabulary (refused when an element is not in it)."""
-    from pymatgen.core import Composition
-
-    comp = Composition(composition)
-    if not comp.is_element and any(abs(v - round(v)) > 1e-6 for v in comp.values()):
-        raise ValueError(f"composition {composition!r} must have integer counts")
-    elements = model.stats["elements"]
-    counts = torch.zeros(len(elements), dtype=torch.long)
-    for element, amount in comp.items():
-        if element.Z not in elements:
-            raise ValueError(f"composition {composition!r}: {element} is not in the model's training vocabulary")
-        counts[elements.index(element.Z)] = int(round(amount))
-    if int(counts.sum()) > model.composition.n_atoms[-1].out_features - 1:
-        raise ValueError(f"composition {composition!r} has more atoms than the model's maximum")
-    return counts
-
-
 def generate(model, n: int, spacegroup: int | None = None, composition: str | None = None,
              n_steps: int | None = None, seed: int = 0, batch_size: int = DEFAULT_BATCH,
              progress=None) -> list[dict]:

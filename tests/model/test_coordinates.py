@@ -1,15 +1,12 @@
 """Flow-matching coordinate decoder: periodic geodesic path, translation invariance (periodic), permutation
-equivariance, lattice-vector invariance; the composition DP against brute force."""
+equivariance, lattice-vector invariance."""
 
 from __future__ import annotations
-
-import itertools
 
 import pytest
 import torch
 
 from autoperi.model.coordinates import CoordinateDecoder, interpolate, wrap
-from autoperi.model.decoders import best_composition
 from tests.model.helpers import random_rotation, randomize
 
 
@@ -81,19 +78,3 @@ def test_velocity_is_rotation_invariant_and_sees_the_lattice(decoder_inputs):
     torch.testing.assert_close(v2, v, atol=1e-9, rtol=1e-9)
     v3, _ = dec(x, t, species, mask, lattice * 1.2, z, cond)
     assert (v3 - v).abs().max() > 1e-6
-
-
-def test_best_composition_matches_brute_force():
-    g = torch.Generator().manual_seed(0)
-    logits = torch.randn(20, 4, 4, generator=g) * 2  # 4 elements, counts 0..3
-    n_atoms = torch.randint(1, 9, (20,), generator=g)
-    got = best_composition(logits, n_atoms)
-    log_p = torch.log_softmax(logits.double(), -1)
-    for b in range(20):
-        best, best_lp = None, -float("inf")
-        for counts in itertools.product(range(4), repeat=4):
-            if sum(counts) == int(n_atoms[b]):
-                lp = sum(float(log_p[b, e, c]) for e, c in enumerate(counts))
-                if lp > best_lp:
-                    best, best_lp = counts, lp
-        assert tuple(got[b].tolist()) == best

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -60,7 +61,7 @@ def test_sampling_respects_space_group_and_atom_counts(tiny):
     torch.manual_seed(0)
     model = AutoPeriGNN(small_config(), stats).eval()
     samples = model.sample(6, condition=221, generator=torch.Generator().manual_seed(0))
-    lattices = torch.tensor([s["lattice"] for s in samples])
+    lattices = torch.tensor(np.stack([s["lattice"] for s in samples]))
     lengths, angles = lattice_parameters(lattices)
     torch.testing.assert_close(lengths, lengths[:, :1].expand(-1, 3), atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(torch.rad2deg(angles), torch.full_like(angles, 90.0), atol=1e-4, rtol=0)
