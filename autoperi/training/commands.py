@@ -38,12 +38,13 @@ def cmd_train(args) -> int:
     from autoperi.training import distributed
 
     params = load_params(args.params, args.profile)
-    threads = args.threads or params.train.threads
+    nproc = args.nproc or params.train.processes
+    # train.threads is the machine's share: split it between the processes unless --threads says otherwise
+    threads = args.threads or max(1, params.train.threads // nproc)
     overrides = {"threads": threads}
     if args.max_minutes is not None:
         overrides["max_minutes"] = args.max_minutes
     params = dataclasses.replace(params, train=dataclasses.replace(params.train, **overrides))
-    nproc = args.nproc or params.train.processes
     if nproc > 1 and not distributed.launched_by_torchrun():
         args.threads = threads
         return distributed.run_torchrun(nproc, _worker_args(args), threads=threads)
@@ -97,6 +98,8 @@ def register(sub) -> None:
     group.add_argument("--no-resume", dest="resume", action="store_false", help="start afresh (overwrites)")
     train.add_argument("--out", default=None, help="output folder (default: <train.models_dir>/<dataset>)")
     train.add_argument("--nproc", type=int, default=None, help="processes (torchrun DDP); default train.processes")
-    train.add_argument("--threads", type=int, default=None, help="torch threads per process; default train.threads")
+    train.add_argument(
+        "--threads", type=int, default=None, help="torch threads per process; default train.threads / processes"
+    )
     train.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     train.set_defaults(func=cmd_train)
