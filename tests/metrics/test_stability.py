@@ -262,3 +262,23 @@ def test_relax_on_two_dask_workers_matches_serial(tmp_path, silicon, nacl):
     pd.testing.assert_frame_equal(
         serial.drop(columns=["wall_s", "relaxed_cif"]), parallel.drop(columns=["wall_s", "relaxed_cif"]), atol=1e-5
     )
+
+
+@pytest.mark.parametrize(
+    "symbol, kind, n_sites, nearest",
+    # textbook nearest-neighbour distances (Å): graphite 1.42, alpha-B 1.67-1.80, black P 2.22, Se chain 2.37,
+    # alpha-Ga dimer 2.44-2.48
+    [
+        ("C", "graphite", 4, 1.42),
+        ("B", "alpha-B", 12, 1.67),
+        ("P", "black-P", 4, 2.22),
+        ("Se", "chain", 3, 2.37),
+        ("Ga", "alpha-Ga", 4, 2.48),
+    ],
+)
+def test_known_elemental_structures_have_textbook_geometry(symbol, kind, n_sites, nearest):
+    from autoperi.graphs.neighbors import min_pair_distance
+
+    cell = hull_module._prototype(symbol, f"known:{kind}", nn_distance=1.0)
+    assert len(cell) == n_sites and cell.composition.reduced_formula == symbol
+    assert min_pair_distance(cell.frac_coords, cell.lattice.matrix, 3.0) == pytest.approx(nearest, abs=0.03)
