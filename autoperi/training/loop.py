@@ -218,6 +218,10 @@ def fit(
     else:
         prog, acc, history = _new_progress(), _new_accumulator(), []
         seed_everything(cfg.seed + job.rank)
+        if job.is_main:  # a fresh run: no best.pt or history of an earlier run may survive it
+            for name in (LAST, BEST, HISTORY, CURVES):
+                (out_dir / name).unlink(missing_ok=True)
+        distributed.barrier(job)
     loss_fn = distributed.wrap_for_training(model, job)
     batches_per_epoch = len(distributed.global_batches(np.arange(len(train_data)), cfg.batch_size, job.world_size))
     if batches_per_epoch == 0:

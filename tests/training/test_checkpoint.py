@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import subprocess
 from dataclasses import replace
 
@@ -122,3 +123,21 @@ def test_interrupted_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         save_checkpoint({"format": "autoperi-checkpoint/1", "value": torch.zeros(2)}, path)
     assert torch.equal(torch.load(path, weights_only=True)["value"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_a_fresh_run_leaves_nothing_of_the_earlier_one(trained, tmp_path):
+    _, graphs, out, _ = trained
+    earlier = tmp_path / "run"
+    earlier.mkdir()
+    for name in ("best.pt", "last.pt", "history.json"):
+        (earlier / name).write_bytes((out / name).read_bytes())
+
+    class NeverFinite(TinyRegressor):
+        def loss(self, batch):
+            total, terms = super().loss(batch)
+            return (total, terms) if self.training else (total * math.nan, terms)
+
+    cfg = replace(CFG, epochs=1)
+    fit(NeverFinite(), graphs[:24], graphs[24:], cfg, earlier, resume=False, log_mlflow=False, progress=False)
+    assert not (earlier / "best.pt").exists()  # the new run never improved: the old best.pt must not pass for its own
+    assert len(json.loads((earlier / "history.json").read_text())["history"]) == 1
