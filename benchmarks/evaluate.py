@@ -13,7 +13,7 @@ embedding, no surrogate: the CDVAE-protocol columns plus uniqueness / novelty / 
   a plain implementation also fingerprints the test split every time (CDVAE does), so its time is added, from the
   per-structure fingerprint time measured here.
 
-Usage: nice python benchmarks/evaluate.py [--n 10000] [--serial-n 300] [--workers 2] [--profile default]
+Usage: nice python benchmarks/evaluate.py [--n 10000] [--serial-n 300] [--workers 2] [--profile default] [--params P]
 """
 
 from __future__ import annotations
@@ -92,10 +92,11 @@ def main() -> None:
     parser.add_argument("--serial-n", type=int, default=300)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--profile", default="default")
+    parser.add_argument("--params", default=str(REPO / "params.yaml"))
     parser.add_argument("--out", default=str(REPO / "reports" / "benchmarks" / "evaluate.json"))
     args = parser.parse_args()
 
-    params = load_params(REPO / "params.yaml", args.profile)
+    params = load_params(args.params, args.profile)
     evaluation = dataclasses.replace(params.evaluation, n_samples=args.n, frechet_embedding=False, stability_n=0)
     work = REPO / "reports" / "benchmarks" / ".evaluate_work"
     params = dataclasses.replace(params, evaluation=dataclasses.replace(evaluation, metrics_dir=str(work)))
