@@ -143,3 +143,35 @@ def train_dataset(
         "surrogate": str(surrogate_path) if surrogate else None,
         "model": model,
     }
+
+
+def training_summary(results: dict[str, dict]) -> dict[str, dict]:
+    """Per dataset, the numbers `dvc metrics show` lists: epochs, stop reason, best val loss, wall minutes, median
+    crystals/s of the training pass, and counts of train/val crystals and skipped steps or rows."""
+    out = {}
+    for name, r in results.items():
+        speeds = [h["crystals_per_s"] for h in r["history"] if np.isfinite(h.get("crystals_per_s", np.nan))]
+        out[name] = {
+            "epochs": r["epochs_completed"],
+            "stop_reason": r["stop_reason"],
+            "best_epoch": r["best_epoch"],
+            "best_val_loss": r["best_val_loss"],
+            "wall_minutes": round(r["train_minutes"], 3),
+            "crystals_per_s": round(float(np.median(speeds)), 3) if speeds else None,
+            "n_train": r["n_train"],
+            "n_val": r["n_val"],
+            "val_skipped_unknown_elements": len(r["val_skipped_unknown_elements"]),
+            "skipped_steps": r["skipped_steps"],
+            "graphs_s": round(r["graphs_s"], 2),
+        }
+    return out
+
+
+def write_training_summary(results: dict[str, dict], path: str | Path) -> Path:
+    """`training_summary` as JSON (the train stage's metrics file)."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(training_summary(results), indent=2) + "\n")
+    return path

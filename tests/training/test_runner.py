@@ -57,3 +57,28 @@ def test_val_rows_with_unseen_elements_are_skipped_and_listed(frame):
 def test_a_table_without_train_rows_is_refused(frame):
     with pytest.raises(ValueError, match="no train rows"):
         select_splits(frame.assign(split="test"), TrainConfig())
+
+
+def test_training_summary_takes_the_median_speed_and_counts(tmp_path):
+    import json
+    import math
+
+    from autoperi.training.runner import write_training_summary
+
+    result = {
+        "epochs_completed": 3,
+        "stop_reason": "early_stopping",
+        "best_epoch": 2,
+        "best_val_loss": 0.5,
+        "train_minutes": 1.23456,
+        "history": [{"crystals_per_s": 10.0}, {"crystals_per_s": math.nan}, {"crystals_per_s": 30.0}, {}],
+        "n_train": 24,
+        "n_val": 8,
+        "val_skipped_unknown_elements": ["a", "b"],
+        "skipped_steps": 1,
+        "graphs_s": 0.5,
+    }
+    path = write_training_summary({"perov_5": result}, tmp_path / "reports" / "summary.json")
+    summary = json.loads(path.read_text())["perov_5"]
+    assert summary["crystals_per_s"] == 20.0 and summary["wall_minutes"] == 1.235
+    assert summary["val_skipped_unknown_elements"] == 2 and summary["stop_reason"] == "early_stopping"
