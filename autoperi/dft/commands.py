@@ -28,6 +28,7 @@ def cmd_dft(args) -> int:
         params, args.dataset, source, structures_path=None if oracle else args.structures, n=args.n,
         relax=args.relax, scheduler=args.scheduler, workers=args.workers,
         surrogate_checkpoint=args.surrogate_checkpoint, with_chgnet=not args.no_chgnet, n_relax=args.n_relax,
+        compute=not args.summary_only,
     )
     shown = {k: v for k, v in summary.items() if k not in ("references", "config", "relax_failures")}
     print(json.dumps(shown, indent=1, default=str))
@@ -66,5 +67,6 @@ def register(sub) -> None:
     p.add_argument("--scheduler", default=None, help="dask scheduler tcp://HOST:PORT (default: a LocalCluster)")
     p.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: dft.workers; 0=serial)")
     p.add_argument("--surrogate-checkpoint", default=None, help="surrogate checkpoint for E_f comparison")
+    p.add_argument("--summary-only", action="store_true", help="summarise the records on disk; run nothing")
     p.add_argument("--no-chgnet", action="store_true", help="skip the CHGNet formation-energy comparison")
     p.set_defaults(func=cmd_dft)

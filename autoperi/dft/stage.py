@@ -87,10 +87,14 @@ def run_dft_source(
     params: Params, dataset: str, source: str, structures_path: str | Path | None = None,
     n: int | None = None, relax: bool = True, scheduler: str | None = None, workers: int | None = None,
     surrogate_checkpoint: str | Path | None = None, with_chgnet: bool = True, n_relax: int | None = None,
+    compute: bool = True,
 ) -> dict:
-    """Run (or resume) the DFT stage for one dataset and source; writes and returns the summary JSON."""
+    """Run (or resume) the DFT stage for one dataset and source; writes and returns the summary JSON.
+
+    compute=False only summarises the records and cached references already on disk (e.g. while a run is still
+    going: `n_finished` < `n_submitted` then)."""
     from autoperi.dft.install import ensure_gpaw
-    from autoperi.dft.runner import ensure_references, run_structures, structure_tasks, summarize
+    from autoperi.dft.runner import ensure_references, run_structures, structure_tasks, summarize, write_csv
     from autoperi.parallel import dask_client
 
     cfg = params.dft
@@ -111,21 +115,30 @@ def run_dft_source(
     relax_names = [name for name, _ in fitting[:n_relax]] if relax else []
     done = {p.stem for p in (folder / "structures").glob("*.json")}
     to_prerelax = [(name, s) for name, s in fitting if name in relax_names and f"{name}__relax" not in done]
+    if not compute:
+        to_prerelax = []
     relax_inputs = chgnet_relaxed(to_prerelax) if to_prerelax else {}
     tasks = structure_tasks(structures, protocol, cfg.timeout_s, cfg.max_atoms, relax_names, relax_inputs,
                             cfg.relax_fmax, cfg.relax_steps)
     elements = sorted({el for _, s in fitting for el in s.composition.get_el_amt_dict()})
     workers = cfg.workers if workers is None else workers
-    with dask_client(scheduler or cfg.scheduler, workers) as client:
-        references = ensure_references(elements, protocol, params.path(cfg.reference_dir),
-                                       params.path(params.data.processed_dir) / "mp_20.parquet", cfg.timeout_s,
-                                       client)
-        run_structures(tasks, folder, client, database)
+    if compute:
+        with dask_client(scheduler or cfg.scheduler, workers) as client:
+            references = ensure_references(elements, protocol, params.path(cfg.reference_dir),
+                                           params.path(params.data.processed_dir) / "mp_20.parquet", cfg.timeout_s,
+                                           client)
+            run_structures(tasks, folder, client, database)
+    else:
+        from autoperi.dft.references import cached_reference
+
+        references = {el: cached_reference(el, protocol, params.path(cfg.reference_dir))
+                      or {"element": el, "status": "failed", "reason": "not computed yet"} for el in elements}
+        write_csv(folder, tasks)
     wall = time.perf_counter() - start
     previous = folder.parent / f"{source}.json"
     prior_wall = json.loads(previous.read_text()).get("wall_s_total", 0.0) if previous.exists() else 0.0
-    extra = {"dataset": dataset, "source": source, **info, "n_requested": n,
-             "config": dataclasses.asdict(cfg), "wall_s_total": prior_wall + wall}
+    extra = {"dataset": dataset, "source": source, **info, "n_requested": n, "complete": compute,
+             "config": dataclasses.asdict(cfg), "wall_s_total": prior_wall + (wall if compute else 0.0)}
     if surrogate_checkpoint is None and getattr(params.model, "surrogate_path", None):
         surrogate_checkpoint = params.path(params.model.surrogate_path.format(dataset=dataset))
     extra["surrogate_checkpoint"] = str(surrogate_checkpoint) if surrogate_checkpoint else None
@@ -139,7 +152,7 @@ def run_dft_source(
 CONVERGENCE_CELLS = (("perov_5", "perov_18806"), ("mp20_bt", "mp-2172"))  # SrTiO3 (5 atoms), AlAs (2 atoms)
 
 
-def run_convergence(params: Params, cutoffs_ev=(400, 500, 600, 700), kpt_densities=(2.0, 3.0, 4.0, 5.0)) -> dict:
+def run_convergence(params: Params, cutoffs_ev=(400, 500, 600), kpt_densities=(2.0, 3.0, 4.0)) -> dict:
     """The protocol's convergence test on CONVERGENCE_CELLS → `<out_dir>/convergence.json` (see protocol.py)."""
     from autoperi.data.preprocess import record_to_structure
     from autoperi.data.registry import load_processed

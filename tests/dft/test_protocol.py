@@ -61,3 +61,12 @@ def test_missing_gpaw_raises_one_clear_message(monkeypatch):
     with pytest.raises(install.GpawMissing, match="apt-get install .*gpaw-data"):
         install.ensure_gpaw()
     assert not install.gpaw_available()
+
+
+def test_cli_stops_with_install_message_when_gpaw_is_missing(monkeypatch, capsys):
+    from autoperi.cli import main
+
+    monkeypatch.setitem(sys.modules, "gpaw", None)
+    assert main(["dft", "oracle", "--dataset", "perov_5"]) == 2
+    err = capsys.readouterr().err
+    assert "GPAW is not installed" in err and "make setup" in err

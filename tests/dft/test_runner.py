@@ -125,3 +125,18 @@ def test_two_worker_local_cluster_matches_serial(tmp_path):
         assert parallel[name]["status"] == serial[name]["status"] == "ok"
         assert parallel[name]["energy_ev"] == pytest.approx(serial[name]["energy_ev"], abs=1e-6)
     assert json.loads((tmp_path / "dask" / "structures" / "al.json").read_text())["n_atoms"] == 1
+
+
+@requires_gpaw
+def test_relaxation_of_strained_silicon_converges_and_lowers_the_energy(tmp_path):
+    # Si at a = 5.65 Å (3% above PBE's 5.47): the cell relaxation must converge within the step limit, lower the
+    # energy and shrink the cell.
+    strained = silicon(5.65)
+    tasks = structure_tasks([("si", strained)], TINY, timeout_s=600, max_atoms=8, relax_names=["si"],
+                            relax_fmax=0.05, relax_steps=20)
+    records = {r["name"]: r for r in run_structures(tasks, tmp_path)}
+    relax = records["si__relax"]
+    assert relax["kind"] == "relax" and relax["status"] == "ok"
+    assert relax["relax_converged"] and 0 < relax["relax_n_steps"] <= 20
+    assert relax["relax_energy_drop_per_atom"] > 0.005
+    assert records["si"]["kind"] == "single_point" and "relax_converged" not in records["si"]
