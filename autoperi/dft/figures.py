@@ -99,7 +99,8 @@ def timing_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         return pd.DataFrame()
     table = pd.concat(frames)
     table = table[table["status"] == "ok"]
-    return table.groupby(["n_atoms", "spin"])["wall_s"].agg(["count", "median", "max"]).round(1)
+    columns = [c for c in ("wall_s", "cpu_s") if c in table]
+    return table.groupby(["n_atoms", "spin"])[columns].agg(["count", "median", "max"]).round(1)
 
 
 def metrics_for_mlflow(summary: dict) -> dict[str, float]:

@@ -80,7 +80,7 @@ def run_reference(task: dict) -> dict:
 def main(task_path: str, result_path: str) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     task = json.loads(Path(task_path).read_text())
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         result = (run_reference if task["kind"] == "reference" else run_structure)(task)
         result["status"] = "ok"
@@ -88,6 +88,8 @@ def main(task_path: str, result_path: str) -> None:
     except Exception as exc:
         result = {"status": "failed", "reason": _failure_reason(exc), "traceback": traceback.format_exc()[-2000:]}
     result["worker_wall_s"] = time.perf_counter() - start
+    result["cpu_s"] = time.process_time() - cpu_start  # one thread: the cost on one core, whatever the load
+    result["process_cpu_s"] = time.process_time()  # including Python/GPAW imports
     tmp = Path(result_path + ".tmp")
     tmp.write_text(json.dumps(result, default=float))
     tmp.replace(result_path)
