@@ -13,6 +13,9 @@ embedding, no surrogate: the CDVAE-protocol columns plus uniqueness / novelty / 
   a plain implementation also fingerprints the test split every time (CDVAE does), so its time is added, from the
   per-structure fingerprint time measured here.
 
+Besides wall times (which depend on what else the shared machine runs; its load average is recorded), the CPU
+seconds of this process and the dask workers are reported: `cpu_s` (fast path) and `serial_measured_cpu_s`.
+
 Usage: nice python benchmarks/evaluate.py [--n 10000] [--serial-n 300] [--workers 2] [--profile default] [--params P]
 """
 
@@ -52,6 +55,12 @@ def machine() -> dict:
         pass
     return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
             "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+
+
+def _cpu_seconds(client) -> float:
+    """CPU seconds used so far by this process and every dask worker process (load-independent cost)."""
+    workers = client.run(time.process_time) if client is not None else {}
+    return time.process_time() + sum(workers.values())
 
 
 def serial_loop(samples, refs, train_structures, scaler) -> dict:
@@ -117,10 +126,12 @@ def main() -> None:
     report["references"] = refs.details
 
     shutil.rmtree(work, ignore_errors=True)
-    t0 = time.perf_counter()
     with dask_client(None, args.workers) as client:
+        cpu0 = _cpu_seconds(client)
+        t0 = time.perf_counter()
         result = evaluate_samples(samples, DATASET, "benchmark", params, client=client, references=refs)
-    wall = time.perf_counter() - t0
+        wall = time.perf_counter() - t0
+        report["cpu_s"] = round(_cpu_seconds(client) - cpu0, 1)
     report.update(n_samples=len(samples), wall_s=round(wall, 2), workers=args.workers, fast_steps_s=result["wall_s"])
     shown = ("struct_validity", "comp_validity", "cov_recall", "cov_precision", "wdist_density", "wdist_num_elems",
              "uniqueness", "novelty")  # fmt: skip
@@ -129,7 +140,9 @@ def main() -> None:
 
     n_serial = min(args.serial_n, len(samples))
     train_structures = [refs.train_structure(k) for k in range(len(refs.train))]
+    cpu0 = time.process_time()
     steps = serial_loop(samples[:n_serial], refs, train_structures, magpie_scaler(params))
+    report["serial_measured_cpu_s"] = round(time.process_time() - cpu0, 1)
     scale = len(samples) / n_serial
     per_test_fp = steps["fingerprints"] / n_serial  # plain code fingerprints the test split on every run
     serial = {k: v * scale for k, v in steps.items()}
