@@ -90,8 +90,8 @@ class CoordinateDecoder(nn.Module):
         self.register_buffer("k", torch.arange(1, n_freq + 1, dtype=torch.float32), persistent=False)
 
     def forward(self, x: Tensor, t: Tensor, species: Tensor, mask: Tensor, lattice: Tensor, z: Tensor,
-                cond_emb: Tensor) -> tuple[Tensor, Tensor]:
-        """→ (velocity [B, N, 3] in fractional units per unit time, bond logits [B, N, N])."""
+                cond_emb: Tensor, with_bonds: bool = True) -> tuple[Tensor, Tensor | None]:
+        """→ (velocity [B, N, 3] in fractional units per unit time, bond logits [B, N, N] or None)."""
         dtype = self.node_velocity.weight.dtype
         maskf = mask.to(dtype)
         n_atoms = maskf.sum(1).clamp_min(1.0)
@@ -109,7 +109,7 @@ class CoordinateDecoder(nn.Module):
             h = h * maskf.unsqueeze(-1)
         weight = self.pair_weight(m) * pair_mask.unsqueeze(-1)
         velocity = (delta * weight).sum(2) / n_atoms.view(-1, 1, 1) + self.node_velocity(h)
-        return velocity * maskf.unsqueeze(-1), self.bond(m).squeeze(-1)
+        return velocity * maskf.unsqueeze(-1), (self.bond(m).squeeze(-1) if with_bonds else None)
 
     @torch.no_grad()
     def integrate(self, species: Tensor, mask: Tensor, lattice: Tensor, z: Tensor, cond_emb: Tensor, n_steps: int,
@@ -119,6 +119,6 @@ class CoordinateDecoder(nn.Module):
         dt = 1.0 / n_steps
         for step in range(n_steps):
             t = torch.full((mask.shape[0],), step * dt, dtype=lattice.dtype)
-            velocity, _ = self(x, t, species, mask, lattice, z, cond_emb)
+            velocity, _ = self(x, t, species, mask, lattice, z, cond_emb, with_bonds=False)
             x = torch.remainder(x + dt * velocity, 1.0)
         return x

@@ -54,6 +54,8 @@ def generate(model, n: int, spacegroup: int | None = None, composition: str | No
     """n sample dicts from the model: unconditional, for one space group, and/or for one composition (CSP)."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # the flow's base samples use the global generator where none is passed down
+    max_atoms = int(model.stats["max_atoms"])
+    batch_size = max(32, min(batch_size, 100000 // max_atoms**2))  # bounds the [B, N, N, hidden] pair tensors
     if composition is None:
         out: list[dict] = []
         for start in range(0, n, batch_size):
