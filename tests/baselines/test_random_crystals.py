@@ -122,7 +122,7 @@ def test_a_killed_random_build_resumes_with_the_same_crystals(table, params, tmp
     import autoperi.baselines.build as build
 
     local = dataclasses.replace(params, root=tmp_path)
-    clean = build.build_baseline(local, "toy", "random", n=30, seed=5, table=table)
+    clean = build.build_baseline(local, "toy", "random", n=26, seed=5, table=table)
     expected = [(f.info["source_id"], f.get_positions().round(6).tolist()) for f in read(clean["samples_path"], ":")]
 
     real_chunk = build.random_chunk
@@ -135,10 +135,10 @@ def test_a_killed_random_build_resumes_with_the_same_crystals(table, params, tmp
     monkeypatch.setattr(build, "random_chunk", dies_on_second_chunk)
     local2 = dataclasses.replace(params, root=tmp_path / "second")
     with pytest.raises(KeyboardInterrupt):
-        build.build_baseline(local2, "toy", "random", n=30, seed=5, table=table)
+        build.build_baseline(local2, "toy", "random", n=26, seed=5, table=table)
     monkeypatch.setattr(build, "random_chunk", real_chunk)
-    resumed = build.build_baseline(local2, "toy", "random", n=30, seed=5, table=table)
-    assert resumed["n_resumed_chunks"] == 1 and resumed["n_built_now"] == 30 - 25
+    resumed = build.build_baseline(local2, "toy", "random", n=26, seed=5, table=table)
+    assert resumed["n_resumed_chunks"] == 1 and resumed["n_built_now"] == 26 - 25
     got = [(f.info["source_id"], f.get_positions().round(6).tolist()) for f in read(resumed["samples_path"], ":")]
     assert got == expected
     assert not list((tmp_path / "second").rglob("*.pkl"))  # parts are removed once the samples file is written
