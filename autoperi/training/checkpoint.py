@@ -122,7 +122,8 @@ def seed_everything(seed: int) -> None:
 
 
 def code_version(root: str | Path | None = None) -> dict:
-    """git commit of the repo holding the package (`-dirty` if tracked files changed), autoperi and torch versions."""
+    """git commit of the repo holding the package (`-dirty` if tracked files changed), autoperi and torch versions,
+    and `source_hash()` of the training code (what resuming checks)."""
     root = Path(root) if root else Path(autoperi.__file__).resolve().parents[1]
     commit = "unknown"
     try:
@@ -139,7 +140,38 @@ def code_version(root: str | Path | None = None) -> dict:
         commit += "-dirty" if dirty else ""
     except (OSError, subprocess.SubprocessError):
         pass
-    return {"git_commit": commit, "autoperi_version": autoperi.__version__, "torch_version": torch.__version__}
+    return {
+        "git_commit": commit,
+        "autoperi_version": autoperi.__version__,
+        "torch_version": torch.__version__,
+        "source_sha256": source_hash(),
+    }
+
+
+# the code that decides a training trajectory: a resumed run must run the same code as the run it continues
+TRAINING_SOURCES = (
+    "model",
+    "losses",
+    "graphs",
+    "training/loop.py",
+    "training/checkpoint.py",
+    "training/distributed.py",
+)
+
+
+def source_hash(sources: Iterable[str] = TRAINING_SOURCES) -> str:
+    """sha256 over the bytes of the package's .py files under `sources` (paths inside autoperi/), sorted by path.
+
+    Unlike the git commit it ignores commits and edits elsewhere in the repository."""
+    package = Path(autoperi.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for source in sources:
+        target = package / source
+        files = sorted(target.rglob("*.py")) if target.is_dir() else [target] if target.exists() else []
+        for file in files:
+            digest.update(str(file.relative_to(package)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
 
 
 def data_hash(train_ids: Iterable, config: dict) -> str:

@@ -37,6 +37,7 @@ from autoperi.training.checkpoint import (
 )
 
 LAST, BEST, HISTORY, CURVES = "last.pt", "best.pt", "history.json", "loss_curves.png"
+SUPERSEDED = "last.superseded.pt"  # the last.pt of an earlier run with other data, params or code
 _VAL_SEED_OFFSET = 7919  # validation noise comes from its own stream, the same every epoch
 
 
@@ -184,8 +185,9 @@ def fit(
     `train_data`/`val_data`: a list of items or a DataFrame; `collate(items or frame rows) -> batch` (default: PyG
     Batch of Data items). `cfg.batch_size` is the global batch: under torchrun each process takes an interleaved
     share and its loss is weighted by its share, so the averaged gradient equals the single-process one.
-    `resume`: continue from `out_dir/last.pt` when it exists (refused if it was trained on other data or params);
-    a finished run is returned as it is. `params`/`dataset`: recorded in the checkpoint and used for MLflow.
+    `resume`: continue from `out_dir/last.pt` when it is this run (same data hash and training code; otherwise it is
+    kept as `last.superseded.pt` and training starts afresh); a finished run is returned as it is.
+    `params`/`dataset`: recorded in the checkpoint and used for MLflow.
     """
     job = distributed.current()
     torch.set_num_threads(cfg.threads)
@@ -201,7 +203,8 @@ def fit(
     ids = list(train_ids) if train_ids is not None else item_ids(train_data)
     digest = data_hash(ids, {k: config[k] for k in ("model", "graphs", "dataset")})
     optimizer, plateau = build_optimizer(model, cfg)
-    state = _load_resume_state(out_dir / LAST, digest) if resume else None
+    versions = code_version()
+    state = _load_resume_state(out_dir / LAST, digest, versions["source_sha256"], job) if resume else None
     if state is not None:
         model.load_state_dict(state["model_state"])
         optimizer.load_state_dict(state["optimizer_state"])
@@ -238,7 +241,7 @@ def fit(
         "config": config,
         "stats": to_plain(getattr(model, "stats", None), "model.stats"),
         "data_hash": digest,
-        "code_version": code_version(),
+        "code_version": versions,
         "n_train": len(train_data),
         "n_val": len(val_data) if val_data is not None else 0,
         "world_size": job.world_size,
@@ -409,18 +412,28 @@ def _model_config(model, params: Params | None):
     return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else None
 
 
-def _load_resume_state(path: Path, digest: str) -> dict | None:
+def _load_resume_state(path: Path, digest: str, source_sha: str, job) -> dict | None:
+    """last.pt's state when it continues this run: same data hash (ids + model-shaping params) and same training
+    code (`source_hash`). A last.pt of another run is kept as `last.superseded.pt` and this run starts afresh,
+    so a pipeline whose params or code changed retrains instead of failing or resuming the wrong run."""
     if not path.exists():
         return None
     state = read_checkpoint(path)
-    if state.get("data_hash") != digest:
-        raise CheckpointError(
-            f"{path} was trained on other data or model params (data hash {state.get('data_hash', '?')[:12]} "
-            f"!= {digest[:12]}); delete it or pass resume=False (CLI: --no-resume) to start afresh"
-        )
     if "optimizer_state" not in state:
         raise CheckpointError(f"{path} holds no optimizer/RNG state (a best.pt?); cannot resume from it")
-    return state
+    reasons = []
+    if state.get("data_hash") != digest:
+        reasons.append(f"data or model params changed (data hash {str(state.get('data_hash'))[:12]} → {digest[:12]})")
+    old_source = state.get("code_version", {}).get("source_sha256")
+    if old_source != source_sha:
+        reasons.append(f"training code changed (source hash {str(old_source)[:12]} → {source_sha[:12]})")
+    if not reasons:
+        return state
+    distributed.barrier(job)  # every process has read it before rank 0 moves it
+    if job.is_main:
+        path.replace(path.with_name(SUPERSEDED))
+        print(f"{path}: not resumed, {'; '.join(reasons)}; kept as {SUPERSEDED}, training afresh", flush=True)
+    return None
 
 
 def _summary(prog: dict, digest: str) -> dict:

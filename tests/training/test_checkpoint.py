@@ -16,11 +16,13 @@ from torch_geometric.data import Batch
 
 from autoperi.config import TrainConfig
 from autoperi.training.checkpoint import (
-    CheckpointError,
+    code_version,
     load_checkpoint,
+    read_checkpoint,
     restore_rng_state,
     rng_state,
     save_checkpoint,
+    source_hash,
     to_plain,
 )
 from autoperi.training.loop import fit
@@ -72,23 +74,39 @@ def test_load_checkpoint_rebuilds_the_model_with_the_same_predictions(trained):
     assert not loaded.training and "model_state" not in meta and meta["data_hash"]
 
 
-def test_resume_on_other_data_is_refused(trained):
+def test_last_pt_of_other_data_or_code_is_set_aside_and_training_starts_afresh(trained, tmp_path, monkeypatch):
     _, graphs, out, _ = trained
-    with pytest.raises(CheckpointError, match="other data or model params"):
-        fit(TinyRegressor(), graphs[8:32], graphs[:8], CFG, out, dataset="perov_5", log_mlflow=False)
-    # without resume it trains afresh (into a copy, to leave the fixture intact)
-    copy = out.parent / "fresh"
-    result = fit(
-        TinyRegressor(),
-        graphs[8:32],
-        graphs[:8],
-        replace(CFG, epochs=1),
-        copy,
-        resume=False,
-        log_mlflow=False,
-        progress=False,
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("best.pt", "last.pt", "history.json"):
+        (run / name).write_bytes((out / name).read_bytes())
+    earlier = read_checkpoint(run / "last.pt")
+    # other training ids: not resumed, the earlier last.pt kept aside
+    result = fit(TinyRegressor(), graphs[8:32], graphs[:8], replace(CFG, epochs=1), run, log_mlflow=False)
+    assert len(result["history"]) == 1 and result["epochs_completed"] == 1
+    assert read_checkpoint(run / "last.superseded.pt")["data_hash"] == earlier["data_hash"]
+    assert read_checkpoint(run / "last.pt")["data_hash"] != earlier["data_hash"]
+    # same data, other training code: not resumed either
+    import autoperi.training.loop as loop
+
+    real = loop.code_version
+    monkeypatch.setattr(loop, "code_version", lambda: {**real(), "source_sha256": "0" * 64})
+    again = fit(TinyRegressor(), graphs[8:32], graphs[:8], replace(CFG, epochs=2), run, log_mlflow=False)
+    assert [r["epoch"] for r in again["history"]] == [1, 2]  # from scratch, not epoch 2 on top of the first run
+    assert read_checkpoint(run / "last.superseded.pt")["progress"]["epoch"] == 1
+    # same data and code: resumed (one more epoch on top)
+    more = fit(TinyRegressor(), graphs[8:32], graphs[:8], replace(CFG, epochs=3), run, log_mlflow=False)
+    assert more["history"][:2] == again["history"] and len(more["history"]) == 3
+
+
+def test_source_hash_follows_the_training_code(tmp_path):
+    assert source_hash() == source_hash() and len(source_hash()) == 64
+    assert source_hash(("model",)) != source_hash(("losses",))
+    state = torch.load(  # the hash is stored with every checkpoint
+        save_checkpoint({"format": "autoperi-checkpoint/1", "code": code_version()}, tmp_path / "c.pt"),
+        weights_only=True,
     )
-    assert len(result["history"]) == 1
+    assert state["code"]["source_sha256"] == source_hash()
 
 
 def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
