@@ -262,6 +262,8 @@ def fit(
         save_checkpoint(state, path)
 
     if prog["finished"] or prog["epoch"] >= target_epochs():
+        if progress and job.is_main:
+            print(f"{out_dir / LAST}: run complete ({prog['epoch']} epochs, {prog['stop_reason']}); reused", flush=True)
         return _result(prog, history, out_dir, digest)
     prog["stop_reason"] = ""
     session_start = time.monotonic()
