@@ -9,9 +9,7 @@ Early stopping on the validation loss, a wall-clock budget, per-epoch metrics to
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -32,11 +30,22 @@ from autoperi.training.checkpoint import (
     rng_state,
     save_checkpoint,
     seed_everything,
-    to_json,
     to_plain,
 )
+from autoperi.training.records import (
+    BEST,
+    CURVES,
+    HISTORY,
+    LAST,
+    finite_numbers,
+    fit_result,
+    log_final_artifacts,
+    mlflow_run,
+    progress_bar,
+    run_summary,
+    write_json,
+)
 
-LAST, BEST, HISTORY, CURVES = "last.pt", "best.pt", "history.json", "loss_curves.png"
 SUPERSEDED = "last.superseded.pt"  # the last.pt of an earlier run with other data, params or code
 _VAL_SEED_OFFSET = 7919  # validation noise comes from its own stream, the same every epoch
 
@@ -264,7 +273,7 @@ def fit(
     if prog["finished"] or prog["epoch"] >= target_epochs():
         if progress and job.is_main:
             print(f"{out_dir / LAST}: run complete ({prog['epoch']} epochs, {prog['stop_reason']}); reused", flush=True)
-        return _result(prog, history, out_dir, digest)
+        return fit_result(prog, history, out_dir, digest)
     prog["stop_reason"] = ""
     session_start = time.monotonic()
     elapsed_before = prog["elapsed_s"]
@@ -274,13 +283,13 @@ def fit(
 
     if over_budget():  # same value on every process: it comes from the checkpoint
         prog["stop_reason"] = "time_budget"
-        return _result(prog, history, out_dir, digest)
-    with _mlflow_run(params, dataset, log_mlflow and job.is_main, digest, prog) as mlflow:
+        return fit_result(prog, history, out_dir, digest)
+    with mlflow_run(params, dataset, log_mlflow and job.is_main, digest, prog) as mlflow:
         while prog["epoch"] < target_epochs() and not prog["finished"] and prog["stop_reason"] != "time_budget":
             epoch = prog["epoch"]
             order = distributed.epoch_order(len(train_data), cfg.seed, epoch)
             batches = distributed.global_batches(order, cfg.batch_size, min_size=job.world_size)
-            bar = _progress_bar(progress and job.is_main, len(batches), prog["batch_in_epoch"], epoch, target_epochs())
+            bar = progress_bar(progress and job.is_main, len(batches), prog["batch_in_epoch"], epoch, target_epochs())
             model.train()
             tick = time.monotonic()
             for b in range(prog["batch_in_epoch"], len(batches)):
@@ -349,13 +358,15 @@ def fit(
                 checkpoint(out_dir / BEST, full=False)
             checkpoint(out_dir / LAST)
             if job.is_main:
-                _write_json(out_dir / HISTORY, {"history": history, **_summary(prog, digest)})
+                write_json(out_dir / HISTORY, {"history": history, **run_summary(prog, digest)})
                 if mlflow is not None:
-                    mlflow.log_metrics({k: v for k, v in _numeric(record).items() if k != "epoch"}, step=epoch + 1)
+                    mlflow.log_metrics(
+                        {k: v for k, v in finite_numbers(record).items() if k != "epoch"}, step=epoch + 1
+                    )
         if job.is_main and mlflow is not None:
-            _log_artifacts(mlflow, out_dir, history, prog)
+            log_final_artifacts(mlflow, out_dir, history, prog)
     distributed.barrier(job)
-    return _result(prog, history, out_dir, digest)
+    return fit_result(prog, history, out_dir, digest)
 
 
 def _plan_epochs(cfg: TrainConfig, prog: dict) -> int:
@@ -436,76 +447,3 @@ def _load_resume_state(path: Path, digest: str, source_sha: str, job) -> dict | 
         path.replace(path.with_name(SUPERSEDED))
         print(f"{path}: not resumed, {'; '.join(reasons)}; kept as {SUPERSEDED}, training afresh", flush=True)
     return None
-
-
-def _summary(prog: dict, digest: str) -> dict:
-    return {
-        "best_val_loss": prog["best_val_loss"] if math.isfinite(prog["best_val_loss"]) else None,
-        "best_epoch": prog["best_epoch"],
-        "stop_reason": prog["stop_reason"],
-        "epochs_completed": prog["epoch"],
-        "planned_epochs": prog.get("planned_epochs"),
-        "skipped_steps": prog["skipped_steps"],
-        "train_minutes": prog["elapsed_s"] / 60,
-        "data_hash": digest,
-    }
-
-
-def _result(prog: dict, history: list, out_dir: Path, digest: str) -> dict:
-    return {
-        "history": list(history),
-        **_summary(prog, digest),
-        "last": out_dir / LAST,
-        "best": out_dir / BEST,
-        "history_path": out_dir / HISTORY,
-    }
-
-
-def _numeric(record: dict) -> dict:
-    return {k: float(v) for k, v in record.items() if isinstance(v, (int, float)) and math.isfinite(float(v))}
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(to_json(payload), indent=1, default=str) + "\n")
-    tmp.replace(path)
-
-
-def _progress_bar(enabled: bool, total: int, initial: int, epoch: int, epochs: int):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{epochs}", disable=not enabled, leave=False)
-
-
-@contextlib.contextmanager
-def _mlflow_run(params: Params | None, dataset: str | None, enabled: bool, digest: str, prog: dict):
-    """The MLflow module inside an `autoperi.tracking.start_run` (stage `train`), or None when not logging."""
-    if not enabled or params is None:
-        yield None
-        return
-    import mlflow
-
-    from autoperi.tracking import start_run
-
-    tags = {"data_hash": digest, "resumed_at_step": str(prog["global_step"])}
-    name = f"train:{dataset}" if dataset else "train"
-    with start_run(params, experiment=dataset or "train", stage="train", run_name=name, tags=tags):
-        yield mlflow
-
-
-def _log_artifacts(mlflow, out_dir: Path, history: list, prog: dict) -> None:
-    from autoperi.training.figures import plot_loss_curves
-
-    mlflow.log_metrics({k: float(v) for k, v in _numeric(_summary(prog, "")).items()})
-    mlflow.set_tag("stop_reason", prog["stop_reason"])
-    if history:
-        figure = plot_loss_curves(history)
-        figure.savefig(out_dir / CURVES, dpi=110, bbox_inches="tight")
-        import matplotlib.pyplot as plt
-
-        plt.close(figure)
-        mlflow.log_artifact(str(out_dir / CURVES), artifact_path="figures")
-    for name in (HISTORY, BEST):
-        if (out_dir / name).exists():
-            mlflow.log_artifact(str(out_dir / name), artifact_path="checkpoints" if name == BEST else None)
