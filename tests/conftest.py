@@ -100,7 +100,7 @@ def _run(cmd, cwd, env=None, timeout=1200):
     return result.stdout + result.stderr
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def repo_copy(tmp_path_factory, raw_dir):
     """A fresh copy of the repository (what git would clone, plus uncommitted edits) on the `smoke` profile,
     with its raw data fetched from an explicit folder. Tests run DVC and notebooks there, never in the repo."""
@@ -119,3 +119,12 @@ def repo_copy(tmp_path_factory, raw_dir):
     _run(["git", "init", "-q"], root, env)
     _run([sys.executable, "-m", "autoperi.cli", "data", "fetch", "--source", str(raw_dir), "--no-download"], root, env)
     return root, env
+
+
+@pytest.fixture(scope="session")
+def smoke_pipeline(repo_copy):
+    """The fresh copy after one `dvc repro` of the whole smoke pipeline: (root, env, what the first repro printed).
+    Shared by the end-to-end test and nbval, so every notebook runs with the outputs of the stages before it."""
+    root, env = repo_copy
+    first = _run([sys.executable, "-m", "dvc", "repro"], root, env, timeout=2400)
+    return root, env, first

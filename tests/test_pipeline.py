@@ -11,15 +11,20 @@ from autoperi.data.splits import read_id_list
 from tests.conftest import _run
 
 pytestmark = pytest.mark.slow
+STAGES = ("data", "model", "train", "generate", "baselines", "references", "evaluate", "dft")
 
 
-def test_dvc_repro_smoke_end_to_end(repo_copy):
+def test_fetched_data_matches_data_dvc(repo_copy):
     root, env = repo_copy
     assert "data.dvc" not in _run([sys.executable, "-m", "dvc", "status", "data.dvc"], root, env).replace(
         "Data and pipelines are up to date", ""
     )
-    first = _run([sys.executable, "-m", "dvc", "repro"], root, env)
-    assert "Running stage 'data'" in first
+
+
+def test_dvc_repro_smoke_end_to_end(smoke_pipeline):
+    root, env, first = smoke_pipeline
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in first, stage
 
     summary = json.loads((root / "reports/data/summary.json").read_text())
     assert summary["profile"] == "smoke"

@@ -1,4 +1,5 @@
-"""nbval on every numbered notebook, in a fresh copy on the smoke profile (the notebooks' own default)."""
+"""nbval on every numbered notebook, in the fresh copy where the smoke pipeline has run (the notebooks' own default
+profile), so each notebook finds what the stages before it produced."""
 
 import sys
 
@@ -11,8 +12,8 @@ NOTEBOOKS = sorted(p.relative_to(REPO) for p in (REPO / "notebooks").glob("[0-9]
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=str)
-def test_notebook_runs_clean(repo_copy, notebook):
-    root, env = repo_copy
+def test_notebook_runs_clean(smoke_pipeline, notebook):
+    root, env, _ = smoke_pipeline
     out = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", str(notebook)],
                root, env)
     assert " passed" in out and "failed" not in out
