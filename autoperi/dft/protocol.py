@@ -117,6 +117,7 @@ def convergence_test(
     out_path: str | Path | None = None,
     with_references: bool = True,
     reference_cache: str | Path = "reports/dft/references",
+    on_row=None,
 ) -> dict:
     """Total energy per atom (and formation energy per atom) against cutoff at fixed k-density, and against
     k-density at fixed cutoff, for a few (name, pymatgen Structure) pairs.
@@ -152,6 +153,8 @@ def convergence_test(
                 total_mu = sum(n * mu[el] for el, n in composition.items())
                 row["formation_energy_per_atom"] = (row["energy_ev"] - total_mu) / len(structure)
             rows.append(row)
+            if on_row is not None:  # e.g. write what is done so far (a long test loses nothing when stopped)
+                on_row(row)
     for row in rows:  # errors relative to the most converged setting of the same scan
         last = [r for r in rows if r["structure"] == row["structure"] and r["scan"] == row["scan"]][-1]
         row["d_energy_per_atom_mev"] = 1000 * (row["energy_per_atom"] - last["energy_per_atom"])

@@ -147,9 +147,11 @@ def ensure_references(
     return records
 
 
-def run_structures(tasks: list[dict], folder: Path, client=None, database_ef: dict | None = None) -> list[dict]:
-    """Run the tasks whose record does not exist yet; write each record (JSON + the CSV) as it finishes.
-    Returns all records of `tasks` (old and new)."""
+def run_structures(tasks: list[dict], folder: Path, client=None, database_ef: dict | None = None,
+                   csv_tasks: list[dict] | None = None) -> list[dict]:
+    """Run the tasks whose record does not exist yet; write each record (JSON + the CSV of `csv_tasks`, default
+    `tasks`) as it finishes. Returns all records of `tasks` (old and new)."""
+    csv_tasks = tasks if csv_tasks is None else csv_tasks
     from autoperi.parallel import fan_out
 
     records_dir = folder / "structures"
@@ -166,11 +168,52 @@ def run_structures(tasks: list[dict], folder: Path, client=None, database_ef: di
         path = records_dir / f"{safe_name(task['name'])}.json"
         path.with_suffix(".tmp").write_text(json.dumps(record, default=float))
         path.with_suffix(".tmp").replace(path)
-        write_csv(folder, tasks)
+        write_csv(folder, csv_tasks)
 
     fan_out(_structure_or_skip, todo, client, desc=f"DFT {folder.name}" if todo else None, on_result=on_result)
-    write_csv(folder, tasks)
+    write_csv(folder, csv_tasks)
     return load_records(folder, tasks)
+
+
+def task_elements(task: dict) -> set[str]:
+    return {site["species"][0]["element"] for site in task["structure"]["sites"]}
+
+
+def run_greedy(
+    tasks: list[dict], folder: Path, protocol: Protocol, cache_dir: Path, unary_table: Path | None,
+    timeout_s: float, client=None, database_ef: dict | None = None, batch: int = 1,
+) -> dict[str, dict]:
+    """References and structures interleaved, so finished formation energies arrive early: run every task whose
+    elements all have a reference (or a failed one); when none is ready, compute the missing references of the
+    `batch` tasks that miss the fewest. Returns the reference records of all elements of `tasks`."""
+    from autoperi.dft.references import cached_reference
+
+    records_dir = folder / "structures"
+    pending = [t for t in tasks if not (records_dir / f"{safe_name(t['name'])}.json").exists()]
+    references: dict[str, dict] = {}
+
+    def status(el: str) -> str | None:
+        if el in references:
+            return references[el].get("status")
+        rec = cached_reference(el, protocol, cache_dir)
+        return rec.get("status") if rec else None
+
+    while pending:
+        ready = [t for t in pending if t["too_large"] or all(status(el) is not None for el in task_elements(t))]
+        if ready:
+            run_structures(ready, folder, client, database_ef, csv_tasks=tasks)
+            pending = [t for t in pending if t not in ready]
+            continue
+        pending.sort(key=lambda t: (sum(status(el) is None for el in task_elements(t)), t["n_atoms"]))
+        need = sorted({el for t in pending[:batch] for el in task_elements(t) if status(el) is None})
+        references.update(ensure_references(need, protocol, cache_dir, unary_table, timeout_s, client))
+    write_csv(folder, tasks)
+    elements = sorted({el for t in tasks for el in task_elements(t)})
+    out = {}
+    for el in elements:
+        out[el] = references.get(el) or cached_reference(el, protocol, cache_dir) or {
+            "element": el, "status": "failed", "reason": "not computed"}
+    return out
 
 
 def load_records(folder: Path, tasks: list[dict] | None = None) -> list[dict]:

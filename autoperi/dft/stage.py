@@ -94,7 +94,7 @@ def run_dft_source(
     compute=False only summarises the records and cached references already on disk (e.g. while a run is still
     going: `n_finished` < `n_submitted` then)."""
     from autoperi.dft.install import ensure_gpaw
-    from autoperi.dft.runner import ensure_references, run_structures, structure_tasks, summarize, write_csv
+    from autoperi.dft.runner import run_greedy, structure_tasks, summarize, write_csv
     from autoperi.parallel import dask_client
 
     cfg = params.dft
@@ -124,10 +124,9 @@ def run_dft_source(
     workers = cfg.workers if workers is None else workers
     if compute:
         with dask_client(scheduler or cfg.scheduler, workers) as client:
-            references = ensure_references(elements, protocol, params.path(cfg.reference_dir),
-                                           params.path(params.data.processed_dir) / "mp_20.parquet", cfg.timeout_s,
-                                           client)
-            run_structures(tasks, folder, client, database)
+            references = run_greedy(tasks, folder, protocol, params.path(cfg.reference_dir),
+                                    params.path(params.data.processed_dir) / "mp_20.parquet", cfg.timeout_s,
+                                    client, database, batch=max(1, workers))
     else:
         from autoperi.dft.references import cached_reference
 
@@ -148,8 +147,12 @@ def run_dft_source(
     return summary
 
 
-# The convergence test's cells: a perov_5 cubic perovskite and a small mp20_bt binary (ids in the processed tables).
-CONVERGENCE_CELLS = (("perov_5", "perov_18806"), ("mp20_bt", "mp-2172"))  # SrTiO3 (5 atoms), AlAs (2 atoms)
+# The convergence test: the plane-wave cutoff on a perov_5 oxide (O has the hardest PAW setup, so oxides set the
+# cutoff) and the k-point density on an mp20_bt binary whose references include a metal (Al: metals set the k-mesh).
+CONVERGENCE_CELLS = (
+    ("perov_5", "perov_18806", "cutoff_ev"),  # SrTiO3, 5 atoms
+    ("mp20_bt", "mp-2172", "kpt_density"),  # AlAs, 2 atoms; references fcc Al and As
+)
 
 
 def run_convergence(params: Params, cutoffs_ev=(400, 500, 600), kpt_densities=(2.0, 3.0, 4.0)) -> dict:
@@ -159,11 +162,28 @@ def run_convergence(params: Params, cutoffs_ev=(400, 500, 600), kpt_densities=(2
     from autoperi.dft.protocol import convergence_test
 
     cfg = params.dft
-    structures = []
-    for dataset, cell_id in CONVERGENCE_CELLS:
-        table = load_processed(params, [dataset])[dataset].set_index("id", drop=False)
-        row = table.loc[cell_id]
-        structures.append((f"{cell_id} {row['reduced_formula']}", record_to_structure(row)))
-    return convergence_test(structures, cutoffs_ev, kpt_densities, base=protocol_from_config(cfg),
-                            out_path=params.path(cfg.out_dir) / "convergence.json",
-                            reference_cache=params.path(cfg.reference_dir))
+    base = protocol_from_config(cfg)
+    out = params.path(cfg.out_dir) / "convergence.json"
+    partial = out.with_suffix(".partial.json")
+    done_rows: list[dict] = []
+
+    def keep(row: dict) -> None:
+        done_rows.append(dict(row))
+        partial.write_text(json.dumps({"partial": True, "rows": done_rows}, indent=1))
+
+    merged = None
+    for dataset, cell_id, scan in CONVERGENCE_CELLS:
+        row = load_processed(params, [dataset])[dataset].set_index("id", drop=False).loc[cell_id]
+        structure = (f"{cell_id} {row['reduced_formula']}", record_to_structure(row))
+        result = convergence_test(
+            [structure], cutoffs_ev if scan == "cutoff_ev" else (base.cutoff_ev,),
+            kpt_densities if scan == "kpt_density" else (base.kpt_density,), base=base,
+            reference_cache=params.path(cfg.reference_dir), on_row=keep)
+        result["rows"] = [r for r in result["rows"] if r["scan"] == scan]
+        if merged is None:
+            merged = result
+        else:
+            merged["rows"] += result["rows"]
+    out.write_text(json.dumps(merged, indent=1))
+    partial.unlink(missing_ok=True)
+    return merged

@@ -140,3 +140,35 @@ def test_relaxation_of_strained_silicon_converges_and_lowers_the_energy(tmp_path
     assert relax["relax_converged"] and 0 < relax["relax_n_steps"] <= 20
     assert relax["relax_energy_drop_per_atom"] > 0.005
     assert records["si"]["kind"] == "single_point" and "relax_converged" not in records["si"]
+
+
+def test_greedy_order_runs_covered_structures_before_computing_new_references(tmp_path, monkeypatch):
+    # Pure scheduling logic (GPAW replaced): Si is cached, Al is not. The Si crystal must run first, then the
+    # Al reference is computed, then the Al crystal; the too-large cell is recorded without any reference.
+    from autoperi.dft import runner
+    from autoperi.dft.references import write_reference
+
+    write_reference({"element": "Si", "status": "ok", "energy_per_atom": -5.0}, TINY, tmp_path / "refs")
+    events = []
+
+    def fake_references(elements, protocol, cache_dir, unary_table, timeout_s, client=None):
+        events.append(("references", tuple(elements)))
+        for el in elements:
+            write_reference({"element": el, "status": "ok", "energy_per_atom": -3.0}, protocol, cache_dir)
+        return {el: {"element": el, "status": "ok", "energy_per_atom": -3.0} for el in elements}
+
+    def fake_task(task):
+        events.append(("structure", task["name"]))
+        return {"status": "failed", "reason": "too_large"} if task["too_large"] else {
+            "status": "ok", "energy_ev": -1.0, "wall_s": 0.0}
+
+    monkeypatch.setattr(runner, "ensure_references", fake_references)
+    monkeypatch.setattr(runner, "_structure_or_skip", fake_task)
+    big = aluminium().make_supercell([3, 3, 3], in_place=False)
+    tasks = structure_tasks([("al", aluminium()), ("si", silicon()), ("big_al", big)], TINY, 60, max_atoms=8)
+    refs = runner.run_greedy(tasks, tmp_path / "run", TINY, tmp_path / "refs", None, 60)
+    assert events == [("structure", "si"), ("structure", "big_al"), ("references", ("Al",)), ("structure", "al")]
+    assert refs["Si"]["energy_per_atom"] == -5.0 and refs["Al"]["status"] == "ok"
+    assert (tmp_path / "run" / "structures.csv").read_text().count("\n") == 4
+    runner.run_greedy(tasks, tmp_path / "run", TINY, tmp_path / "refs", None, 60)  # resumed: nothing left to do
+    assert len(events) == 4
