@@ -288,12 +288,17 @@ def _reference_order(frame, cap: int | None, seed: int):
 HULL_CHUNK = 500  # structures per single-point task: the unit of resume and of dask fan-out
 
 
-def _chunk_energies(task: tuple[list[dict], int]) -> list[float]:
-    """CHGNet energies (eV/atom) of processed rows (runs on a dask worker)."""
-    from autoperi.data.preprocess import record_to_structure
-
+def _chunk_energies(task: tuple[list[dict], int]) -> dict:
+    """{energies: CHGNet eV/atom of processed rows, seconds: compute time} (runs on a dask worker)."""
     records, batch_size = task
-    return chgnet_energies([record_to_structure(r) for r in records], batch_size=batch_size).tolist()
+    t0 = time.perf_counter()
+    energies = chgnet_energies([record_to_structure(r) for r in records], batch_size=batch_size).tolist()
+    return dict(energies=energies, seconds=round(time.perf_counter() - t0, 2))
+
+
+def _read_chunk(path: Path) -> dict:
+    data = json.loads(path.read_text())
+    return data if isinstance(data, dict) else dict(energies=data, seconds=None)  # early builds saved bare lists
 
 
 def reference_single_points(
@@ -318,20 +323,23 @@ def reference_single_points(
         f"{k:04d}_" + hashlib.sha256(json.dumps([str(r["id"]) for r in c]).encode()).hexdigest()[:16] + ".json"
         for k, c in enumerate(chunks)
     ]
-    done = {k: json.loads((chunk_dir / n).read_text()) for k, n in enumerate(names) if (chunk_dir / n).exists()}
+    done = {k: _read_chunk(chunk_dir / n) for k, n in enumerate(names) if (chunk_dir / n).exists()}
     todo = [k for k in range(len(chunks)) if k not in done]
 
-    def store(i: int, energies: list[float]) -> None:
-        done[todo[i]] = energies
-        (chunk_dir / names[todo[i]]).write_text(json.dumps(energies) + "\n")
+    def store(i: int, result: dict) -> None:
+        done[todo[i]] = result
+        (chunk_dir / names[todo[i]]).write_text(json.dumps(result) + "\n")
 
     t_sp = time.perf_counter()
     fan_out(_chunk_energies, [(chunks[k], batch_size) for k in todo], client, desc=desc, on_result=store)
     t_single = time.perf_counter() - t_sp
-    energies = [e for k in range(len(chunks)) for e in done[k]]
+    energies = [e for k in range(len(chunks)) for e in done[k]["energies"]]
     n_computed = sum(len(chunks[k]) for k in todo)
+    seconds = [done[k]["seconds"] for k in range(len(chunks))]
     info = dict(
         n_dataset_rows=n_rows,
+        # compute time of every chunk, whichever run made it (None where an early build did not record it)
+        single_points_s_all_chunks=round(sum(seconds), 1) if None not in seconds else None,
         single_points_s=round(t_single, 1),
         n_single_points_this_run=n_computed,
         single_points_per_s=round(n_computed / t_single, 2) if n_computed else None,

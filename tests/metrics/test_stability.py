@@ -220,6 +220,7 @@ def test_reference_hull_built_once_and_cached(tmp_path, monkeypatch, params, per
     assert len(hull) == 4 + 6
     meta = json.loads((tmp_path / "refs" / "toy" / "hull_meta.json").read_text())
     assert meta["n_entries"] == 10 and meta["n_elemental_entries"] == 6 and "not DFT" in meta["note"]
+    assert meta["single_points_s_all_chunks"] > 0 and meta["n_single_points_this_run"] == 4
     energies = chgnet_energies([perovskite])
     assert e_above_hull(hull, [perovskite], energies)[0] == pytest.approx(0.0, abs=1e-6)  # it is a reference
 
