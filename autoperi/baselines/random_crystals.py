@@ -191,4 +191,9 @@ def summarize(records: list[dict], wall_s: float, n_built_now: int | None = None
         "crystals_per_s": round((len(ok) if n_built_now is None else n_built_now) / wall_s, 3) if wall_s > 0 else None,
         "per_crystal_s_median": round(float(np.median(per_crystal)), 4) if len(per_crystal) else None,
         "per_crystal_s_max": round(float(per_crystal.max()), 3) if len(per_crystal) else None,
+        # The time limit is checked between pyxtal calls, so one call can overrun it: name the slowest crystals.
+        "slowest": [
+            {k: r.get(k) for k in ("index", "source_id", "formula", "spacegroup", "wall_s")}
+            for r in sorted(records, key=lambda r: -r["wall_s"])[:5]
+        ],
     }
