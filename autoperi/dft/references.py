@@ -67,6 +67,7 @@ def candidate_phases(element: str, unary_table: str | Path = DEFAULT_UNARY_TABLE
     from pymatgen.io.ase import AseAtomsAdaptor
 
     from autoperi.data.preprocess import record_to_structure
+    from autoperi.dft.worker import standard_orientation
 
     out = []
     try:
@@ -77,7 +78,7 @@ def candidate_phases(element: str, unary_table: str | Path = DEFAULT_UNARY_TABLE
     if table is not None:
         rows = table[(table["element"] == element) & (table["n_atoms"] <= MAX_REFERENCE_ATOMS)]
         for _, row in rows.iterrows():
-            atoms = AseAtomsAdaptor.get_atoms(record_to_structure(row))
+            atoms = AseAtomsAdaptor.get_atoms(standard_orientation(record_to_structure(row)))
             out.append((atoms, f"MP-20 {row['id']} (space group {row['spacegroup']}, {row['n_atoms']} atoms)"))
     return out
 

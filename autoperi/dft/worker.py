@@ -25,6 +25,16 @@ def _failure_reason(exc: BaseException) -> str:
     return f"gpaw_error:{name}: {exc}"[:300]
 
 
+def standard_orientation(structure):
+    """The same crystal with a along x and b in the xy plane (right-handed; a left-handed cell becomes its mirror
+    image, which has the same energy without spin-orbit coupling). GPAW 26 fails on some cells with negative
+    diagonal lattice vectors (perov_5's (-a, -a, a) cells: 'negative dimensions' in its log's atom plot)."""
+    from pymatgen.core import Lattice, Structure
+
+    lattice = Lattice.from_parameters(*structure.lattice.parameters)
+    return Structure(lattice, structure.species, structure.frac_coords, site_properties=structure.site_properties)
+
+
 def run_structure(task: dict) -> dict:
     from pymatgen.core import Structure
     from pymatgen.io.ase import AseAtomsAdaptor
@@ -32,7 +42,7 @@ def run_structure(task: dict) -> dict:
     from autoperi.dft.protocol import Protocol, single_point
 
     protocol = Protocol(**task["protocol"])
-    structure = Structure.from_dict(task["structure"])
+    structure = standard_orientation(Structure.from_dict(task["structure"]))
     atoms = AseAtomsAdaptor.get_atoms(structure)
     for key in list(atoms.arrays):
         if key not in ("numbers", "positions"):
