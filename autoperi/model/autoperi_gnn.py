@@ -253,18 +253,29 @@ class AutoPeriGNN(nn.Module):
         freq = torch.tensor(self.stats["spacegroup_counts"], dtype=torch.float64)
         return torch.multinomial(freq, n, replacement=True, generator=generator) + 1
 
-    def decode_composition(self, z: Tensor, cond_emb: Tensor) -> tuple[Tensor, Tensor]:
-        """→ (species [B, N_max] in canonical slot order, 0 = padding; mask [B, N_max]): N = the most probable atom
-        count among those seen in training, slot k = its most probable element."""
+    def decode_composition(self, z: Tensor, cond_emb: Tensor, generator: torch.Generator | None = None
+                           ) -> tuple[Tensor, Tensor]:
+        """→ (species [B, N_max] in canonical slot order, 0 = padding; mask [B, N_max]). The atom count (among the
+        counts seen in training) and each slot's element are drawn from the decoder's categoricals at temperature
+        cfg.species_temperature (0 = the most probable one)."""
         n_logits, slot_logits = self.composition(z, cond_emb)
         hist = torch.tensor(self.stats["n_atoms_hist"], dtype=n_logits.dtype)
         allowed = torch.zeros(n_logits.shape[-1], dtype=torch.bool)
         allowed[: len(hist)] = hist > 0
-        n_atoms = n_logits.masked_fill(~allowed, -math.inf).argmax(-1)
+        n_atoms = self._draw(n_logits.masked_fill(~allowed, -math.inf), generator)
         n_max = int(n_atoms.max())
-        species = self.elements[slot_logits[:, :n_max].argmax(-1)]
+        species = self.elements[self._draw(slot_logits[:, :n_max], generator)]
         mask = torch.arange(n_max) < n_atoms.unsqueeze(-1)
         return species * mask, mask
+
+    def _draw(self, logits: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Categorical draw over the last dim at cfg.species_temperature (argmax at 0)."""
+        temperature = self.cfg.species_temperature
+        if temperature <= 0:
+            return logits.argmax(-1)
+        probs = torch.softmax(logits / temperature, dim=-1)
+        flat = probs.reshape(-1, probs.shape[-1])
+        return torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1])
 
     @torch.no_grad()
     def decode(self, z_g: Tensor, z_t: Tensor, spacegroups: Tensor, n_steps: int | None = None,
@@ -274,7 +285,8 @@ class AutoPeriGNN(nn.Module):
         latent = self.cfg.latent_dim
         z, length_code = z_g[:, :latent], z_g[:, latent:]
         cond_emb = self.condition(spacegroups - 1)
-        species, mask = self.decode_composition(z, cond_emb) if species is None else (species, species > 0)
+        species, mask = (self.decode_composition(z, cond_emb, generator) if species is None
+                         else (species, species > 0))
         n_atoms = mask.sum(1)
         code, theta = self.lattice(z, length_code, z_t, self.composition_embedding(species, mask), cond_emb)
         lattice = self.decode_lattice(code, theta, n_atoms, spacegroups.tolist())
