@@ -297,15 +297,27 @@ def chgnet_formation_energies(table: pd.DataFrame, records: list[dict], referenc
     return out
 
 
+def surrogate_unit(checkpoint_path: Path) -> str:
+    """The surrogate's target unit as its training wrote it (`<checkpoint>.json` → config.target_unit)."""
+    meta = Path(checkpoint_path).with_suffix(".json")
+    if not meta.exists():
+        return "eV/atom (assumed)"
+    return str(json.loads(meta.read_text()).get("config", {}).get("target_unit", "eV/atom (assumed)"))
+
+
 def surrogate_formation_energies(structures: list, checkpoint_path: Path | None) -> np.ndarray | None:
-    """The project's surrogate E_f (eV/atom), or None when the surrogate module or its checkpoint is absent."""
+    """The project's surrogate E_f (eV/atom), or None when the surrogate module or its checkpoint is absent. A
+    surrogate trained on a per-cell target (its unit names a cell) is divided by the number of atoms."""
     if checkpoint_path is None or not Path(checkpoint_path).exists():
         return None
     try:
         from autoperi.model.surrogate import predict_formation_energy
     except ImportError:
         return None
-    return np.asarray(predict_formation_energy(structures, checkpoint_path), dtype=float)
+    values = np.asarray(predict_formation_energy(structures, checkpoint_path), dtype=float)
+    if "cell" in surrogate_unit(checkpoint_path):
+        values = values / np.array([len(s) for s in structures], dtype=float)
+    return values
 
 
 def summarize(
@@ -342,6 +354,8 @@ def summarize(
             mae, r2, n = None, None, 0
         summary[f"ef_mae_vs_{key}"], summary[f"ef_r2_vs_{key}"], summary[f"ef_n_vs_{key}"] = mae, r2, n
     done_relax = [r for r in relax if r["status"] == "ok"]
+    if surrogate_checkpoint is not None and Path(surrogate_checkpoint).exists():
+        summary["surrogate_unit"] = surrogate_unit(surrogate_checkpoint)
     summary["n_relaxed"] = len(relax)
     summary["relax_success"] = (sum(bool(r.get("relax_converged")) for r in relax) / len(relax)) if relax else None
     drops = [r["relax_energy_drop_per_atom"] for r in done_relax if r.get("relax_converged")]

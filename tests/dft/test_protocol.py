@@ -70,3 +70,18 @@ def test_cli_stops_with_install_message_when_gpaw_is_missing(monkeypatch, capsys
     assert main(["dft", "oracle", "--dataset", "perov_5"]) == 2
     err = capsys.readouterr().err
     assert "GPAW is not installed" in err and "make setup" in err
+
+
+def test_standard_orientation_keeps_the_crystal():
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from pymatgen.core import Lattice, Structure
+
+    from autoperi.dft.worker import standard_orientation
+
+    a = 4.1  # perov_5 stores cubic cells as (-a, -a, a), which GPAW 26's log plot cannot draw
+    cell = Structure(Lattice([[-a, 0, 0], [0, -a, 0], [0, 0, a]]), ["Sr", "Ti", "O", "O", "O"],
+                     [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    turned = standard_orientation(cell)
+    assert np.allclose(turned.lattice.matrix, np.diag([a, a, a]))
+    assert turned.volume == pytest.approx(cell.volume)
+    assert StructureMatcher().fit(cell, turned)
