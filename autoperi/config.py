@@ -138,6 +138,9 @@ class TrainConfig:
 
     datasets: tuple[str, ...] = ("perov_5", "mp20_bt", "carbon_24")
     models_dir: str = "models"                    # checkpoints go to <models_dir>/<dataset>/{best,last}.pt
+    surrogate_epochs: int = 60                    # formation-energy surrogate (trained first, its own stage)
+    surrogate_patience: int = 8
+    surrogate_batch_size: int = 64
     epochs: int = 100
     batch_size: int = 256                         # global batch per optimizer step (split across processes)
     learning_rate: float = 1e-3

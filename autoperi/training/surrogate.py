@@ -323,19 +323,21 @@ def main(argv=None) -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--profile", default=None)
     parser.add_argument("--dataset", action="append", required=True, help="repeat for several, trained in order")
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=None, help="default: train.surrogate_epochs")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: train.surrogate_batch_size")
     parser.add_argument("--learning-rate", type=float, default=None)
-    parser.add_argument("--patience", type=int, default=8)
+    parser.add_argument("--patience", type=int, default=None, help="default: train.surrogate_patience")
     parser.add_argument("--max-wall-s", type=float, default=None, help="per dataset")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--init-from", default=None, help="warm-start weights from this surrogate.pt")
     parser.add_argument("--no-resume", action="store_true", help="ignore a saved training state")
     args = parser.parse_args(argv)
     params = load_params(args.params, args.profile)
+    cfg = params.train
     for dataset in args.dataset:
-        report = train_surrogate(params, dataset, epochs=args.epochs, batch_size=args.batch_size,
-                                 learning_rate=args.learning_rate, patience=args.patience,
+        report = train_surrogate(params, dataset, epochs=args.epochs or cfg.surrogate_epochs,
+                                 batch_size=args.batch_size or cfg.surrogate_batch_size,
+                                 learning_rate=args.learning_rate, patience=args.patience or cfg.surrogate_patience,
                                  max_wall_s=args.max_wall_s, threads=args.threads, init_from=args.init_from,
                                  resume=not args.no_resume)
         print(json.dumps({k: report[k] for k in ("dataset", "test", "best", "epochs_run", "wall_s", "stopped")}))
