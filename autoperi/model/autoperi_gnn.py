@@ -44,6 +44,7 @@ from autoperi.model.lattice import (
 N_SPACEGROUPS = 230
 ENERGY_COLUMNS = ("heat_of_formation", "formation_energy_per_atom", "energy_per_atom")
 CONSTRAINT_MIN_HOLD_RATE = 0.99
+MIN_DISTANCE_ANGSTROM = 0.5  # the structure-validity threshold of the CDVAE protocol
 LOSS_TERMS = ("recon_species", "recon_counts", "recon_lattice", "recon_coords", "recon_bonds", "kl", "flow_nll",
               "physics_ef", "physics_rdf")
 
@@ -290,12 +291,22 @@ class AutoPeriGNN(nn.Module):
         n_atoms = mask.sum(1)
         code, theta = self.lattice(z, length_code, z_t, self.composition_embedding(species, mask), cond_emb)
         lattice = self.decode_lattice(code, theta, n_atoms, spacegroups.tolist())
-        frac = self.coords.integrate(species, mask, lattice, z, cond_emb, n_steps or self.cfg.sample_steps, generator)
+        steps = n_steps or self.cfg.sample_steps
+        frac = self.coords.integrate(species, mask, lattice, z, cond_emb, steps, generator)
+        evals = torch.full((len(species),), steps)
+        for _ in range(self.cfg.coordinate_retries):  # re-integrate (new x_0) crystals with atoms closer than 0.5 Å
+            bad = torch.nonzero(min_image_distance(frac, lattice, mask) < MIN_DISTANCE_ANGSTROM).flatten()
+            if not len(bad):
+                break
+            frac[bad] = self.coords.integrate(species[bad], mask[bad], lattice[bad], z[bad], cond_emb[bad], steps,
+                                              generator)
+            evals[bad] += steps
         out = []
         for b in range(len(species)):
             m = mask[b]
             out.append({"atomic_numbers": species[b][m].numpy(), "frac_coords": frac[b][m].double().numpy(),
-                        "lattice": lattice[b].double().numpy(), "spacegroup": int(spacegroups[b])})
+                        "lattice": lattice[b].double().numpy(), "spacegroup": int(spacegroups[b]),
+                        "network_evals": int(evals[b])})
         return out
 
     @torch.no_grad()
@@ -318,6 +329,15 @@ class AutoPeriGNN(nn.Module):
             z_g, z_t = self.flow.sample(len(sg), sg - 1, generator=generator)
             out.extend(self.decode(z_g, z_t, sg, n_steps, generator))
         return out
+
+
+def min_image_distance(frac: Tensor, lattice: Tensor, mask: Tensor) -> Tensor:
+    """Smallest interatomic distance per crystal [B] (Å) under the rounding minimum image (exact for the short
+    distances that matter here unless the cell is very skewed); +inf for one-atom crystals."""
+    delta = frac.unsqueeze(1) - frac.unsqueeze(2)
+    dist = ((delta - torch.round(delta)) @ lattice.unsqueeze(1)).norm(dim=-1)
+    pair = mask.unsqueeze(1) & mask.unsqueeze(2) & ~torch.eye(frac.shape[1], dtype=torch.bool).unsqueeze(0)
+    return dist.masked_fill(~pair, math.inf).flatten(1).min(-1).values
 
 
 def parameter_counts(model: AutoPeriGNN) -> dict[str, int]:

@@ -76,7 +76,8 @@ def samples_to_structures(samples: Sequence[dict], symmetrize: bool = False, sym
     structures, infos = [], []
     for i, sample in enumerate(samples):
         structure = to_structure(sample)
-        info = {"sample_id": i, "spacegroup_condition": int(sample.get("spacegroup", 0))}
+        info = {"sample_id": i, "spacegroup_condition": int(sample.get("spacegroup", 0)),
+                "network_evals": int(sample.get("network_evals", 0))}
         if symmetrize:
             structure, found = symmetrize_structure(structure, symprec)
             info["spacegroup_found"] = found
@@ -104,6 +105,8 @@ def sampling_speed(model, n: int, n_steps: int | None = None, seed: int = 0, bat
     network_s = time.perf_counter() - start
     samples_to_structures(samples)
     total_s = time.perf_counter() - start
-    steps = n_steps or model.cfg.sample_steps
+    evals = np.array([s.get("network_evals", n_steps or model.cfg.sample_steps) for s in samples])
     return {"n": n, "wall_s": total_s, "network_s": network_s, "structures_per_s": n / total_s,
-            "network_evals_per_sample": steps, "flow_passes_per_sample": 1, "threads": torch.get_num_threads()}
+            "network_evals_per_sample": float(evals.mean()), "network_evals_max": int(evals.max()),
+            "euler_steps": n_steps or model.cfg.sample_steps, "coordinate_retries": model.cfg.coordinate_retries,
+            "flow_passes_per_sample": 1, "threads": torch.get_num_threads()}
