@@ -106,17 +106,20 @@ def match_samples(
         if key in by_key_samples:
             by_key_refs[key].append(j)
 
+    # Pack groups into tasks of about `target` candidate pairs: at most PAIRS_PER_TASK, and small enough that there
+    # are ~16 tasks for the workers to share (many one-crystal formula groups would otherwise form a single task).
+    costs = {key: len(m) * (len(m) + len(by_key_refs.get(key, []))) for key, m in by_key_samples.items()}
+    target = min(PAIRS_PER_TASK, max(1, sum(costs.values()) // 16))
     tasks, current, cost = [], [], 0
     for key, members in by_key_samples.items():
-        refs = by_key_refs.get(key, [])
         current.append(
             {
                 "samples": [(i, structures[i]) for i in members],
-                "references": [(j, reference_records[j]) for j in refs],
+                "references": [(j, reference_records[j]) for j in by_key_refs.get(key, [])],
             }
         )
-        cost += len(members) * (len(members) + len(refs))
-        if cost >= PAIRS_PER_TASK:
+        cost += costs[key]
+        if cost >= target:
             tasks.append(current)
             current, cost = [], 0
     if current:

@@ -84,6 +84,9 @@ def test_references_match_direct_fingerprints_and_are_cached(params, tmp_path, p
 
     monkeypatch.setattr(samples_module, "score_structures", forbidden)
     again = build_references(params, "perov_5", table=perov_table)
+    assert refs.details["n_computed"] == {"test": 12, "train": 24}
+    assert again.details["n_computed"] == {"test": 0, "train": 0}
+    assert again.details["build_wall_s"] == refs.details["build_wall_s"]  # the timing of the build is kept
     np.testing.assert_array_equal(again.test_struct_fps, refs.test_struct_fps)
     np.testing.assert_array_equal(again.train["n_prim_sites"], refs.train["n_prim_sites"])
 
