@@ -38,11 +38,13 @@ def scoped(params, tmp_path, **evaluation):
     """params with the evaluation outputs and the models folder (no surrogate) under tmp_path, plus evaluation
     overrides."""
     train = dataclasses.replace(params.train, models_dir=str(tmp_path / "models"))
+    # Pinned here, not taken from the smoke profile (which caps references and turns stability on).
+    pinned = dict(max_reference=None, n_samples=10000, n_wasserstein=1000, stability_n=0, frechet_embedding=False)
     cfg = dataclasses.replace(
         params.evaluation,
         references_dir=str(tmp_path / "references"),
         metrics_dir=str(tmp_path / "metrics"),
-        **evaluation,
+        **{**pinned, **evaluation},
     )
     return dataclasses.replace(params, evaluation=cfg, train=train)
 
