@@ -33,7 +33,7 @@ def dask_client(scheduler: str | None = None, workers: int = 2, threads_per_work
             n_workers=workers,
             threads_per_worker=threads_per_worker,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",
             silence_logs=logging.ERROR,
         ) as cluster,
         Client(cluster) as client,
