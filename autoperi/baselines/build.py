@@ -159,8 +159,9 @@ def build_baseline(
 
 
 def oracle_holdout_ids(params: Params, dataset: str) -> set[str]:
-    """Ids of the train rows the oracle of `dataset` holds out (datasets without a val split), read from the
-    oracle's report so they match the samples actually written, whatever n they were built with; empty when the
-    oracle came from the val split. Raises FileNotFoundError when the oracle has not been built."""
+    """Ids of the real crystals the oracle of `dataset` submitted (val rows, or the held-out train rows where there
+    is no val split), read from the oracle's report so they match the samples actually written. The evaluation
+    leaves them out of the oracle's novelty reference (train + val): otherwise every oracle crystal would match
+    itself and its novelty would be 0 by construction. Raises FileNotFoundError when the oracle has not been built."""
     report = json.loads(report_path(params, dataset, "oracle").read_text())
-    return set(map(str, report["source_ids"])) if report.get("source_split") == "train-holdout" else set()
+    return set(map(str, report["source_ids"]))

@@ -104,5 +104,7 @@ def test_oracle_holdout_ids_come_from_the_build_report(table, table_without_val,
     local = dataclasses.replace(params, root=tmp_path)
     build_baseline(local, "no_val", "oracle", n=6, seed=2, table=table_without_val)
     assert oracle_holdout_ids(local, "no_val") == novelty_exclusions(table_without_val, 6, seed=2)
-    build_baseline(local, "with_val", "oracle", n=6, seed=2, table=table)
-    assert oracle_holdout_ids(local, "with_val") == set()
+    report = build_baseline(local, "with_val", "oracle", n=6, seed=2, table=table)
+    ids = oracle_holdout_ids(local, "with_val")  # the val crystals it submitted, left out of its novelty reference
+    assert len(ids) == 6 and ids <= set(table.loc[table["split"] == "val", "id"].astype(str))
+    assert ids == set(map(str, report["source_ids"]))
