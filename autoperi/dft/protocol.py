@@ -155,16 +155,24 @@ def convergence_test(
             rows.append(row)
             if on_row is not None:  # e.g. write what is done so far (a long test loses nothing when stopped)
                 on_row(row)
-    for row in rows:  # errors relative to the most converged setting of the same scan
-        last = [r for r in rows if r["structure"] == row["structure"] and r["scan"] == row["scan"]][-1]
-        row["d_energy_per_atom_mev"] = 1000 * (row["energy_per_atom"] - last["energy_per_atom"])
-        if "formation_energy_per_atom" in row:
-            row["d_formation_mev"] = 1000 * (row["formation_energy_per_atom"] - last["formation_energy_per_atom"])
+    add_convergence_errors(rows)
     result = {"gpaw_version": version, "base_protocol": base.as_dict(), "rows": rows}
     if out_path is not None:
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
         Path(out_path).write_text(json.dumps(result, indent=1))
     return result
+
+
+def add_convergence_errors(rows: list[dict]) -> list[dict]:
+    """Set d_energy_per_atom_mev / d_formation_mev of each row: the difference to the largest value of the same
+    (structure, scan), meV/atom."""
+    for row in rows:
+        same = [r for r in rows if r["structure"] == row["structure"] and r["scan"] == row["scan"]]
+        last = max(same, key=lambda r: r["value"])
+        row["d_energy_per_atom_mev"] = 1000 * (row["energy_per_atom"] - last["energy_per_atom"])
+        if "formation_energy_per_atom" in row and "formation_energy_per_atom" in last:
+            row["d_formation_mev"] = 1000 * (row["formation_energy_per_atom"] - last["formation_energy_per_atom"])
+    return rows
 
 
 def _reference_waiting(element: str, protocol: Protocol, chosen: dict, cache_dir, poll_s: float = 10.0) -> float:

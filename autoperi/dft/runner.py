@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from autoperi.dft.protocol import Protocol
+from autoperi.dft.worker import normalize_reason
 
 CSV_COLUMNS = ["name", "kind", "formula", "n_atoms", "status", "reason", "energy_ev", "energy_per_atom", "spin",
                "magmom", "n_kpts", "n_scf", "wall_s", "cpu_s", "database_ef", "relax_converged", "relax_n_steps",
@@ -256,13 +257,15 @@ def formation_energies(records: list[dict], references: dict[str, dict]) -> pd.D
         structure = Structure.from_dict(rec["structure"])
         composition = structure.composition.get_el_amt_dict()
         row = {"name": rec["name"], "formula": rec["formula"], "n_atoms": rec["n_atoms"], "status": rec["status"],
-               "reason": rec.get("reason", ""), "database_ef": rec.get("database_ef", math.nan),
+               "reason": normalize_reason(rec.get("reason", "") or ""), "database_ef": rec.get("database_ef", math.nan),
                "dft_ef": math.nan, "wall_s": rec.get("wall_s", math.nan), "cpu_s": rec.get("cpu_s", math.nan),
                "spin": rec.get("spin")}
         if rec["status"] == "ok":
             bad = [el for el in composition if references.get(el, {}).get("status") != "ok"]
             if bad:
-                row["status"], row["reason"] = "failed", f"reference_failed:{bad[0]}"
+                why = normalize_reason(references.get(bad[0], {}).get("reason", "") or "")
+                row["status"], row["reason"] = "failed", f"reference_failed:{bad[0]}" + (
+                    f" ({why})" if why.startswith("no_paw_setup") else "")
             else:
                 mu = {el: references[el]["energy_per_atom"] for el in composition}
                 row["dft_ef"] = formation_energy_per_atom(rec["energy_ev"], composition, mu)

@@ -169,7 +169,8 @@ def run_convergence(params: Params, cutoffs_ev=(400, 500, 600), kpt_densities=(2
 
     def keep(row: dict) -> None:
         done_rows.append(dict(row))
-        partial.write_text(json.dumps({"partial": True, "rows": done_rows}, indent=1))
+        partial.with_suffix(".tmp").write_text(json.dumps({"partial": True, "rows": done_rows}, indent=1))
+        partial.with_suffix(".tmp").replace(partial)
 
     merged = None
     for dataset, cell_id, scan in CONVERGENCE_CELLS:

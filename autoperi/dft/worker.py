@@ -10,10 +10,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import time
 import traceback
 from pathlib import Path
+
+
+def normalize_reason(reason: str) -> str:
+    """Short failure reasons: a missing PAW dataset becomes no_paw_setup:<El> (Debian's gpaw-data 0.9.20000 has
+    no lanthanides, actinides or Tc)."""
+    match = re.search(r'Could not find required PAW dataset file "([A-Z][a-z]?)\.', reason)
+    return f"no_paw_setup:{match.group(1)}" if match else reason
 
 
 def _failure_reason(exc: BaseException) -> str:
@@ -22,7 +30,7 @@ def _failure_reason(exc: BaseException) -> str:
         return "busy"
     if "ConvergenceError" in name:  # gpaw.KohnShamConvergenceError and relatives
         return "scf_not_converged"
-    return f"gpaw_error:{name}: {exc}"[:300]
+    return normalize_reason(f"gpaw_error:{name}: {exc}"[:300])
 
 
 def standard_orientation(structure):

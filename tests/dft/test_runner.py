@@ -172,3 +172,11 @@ def test_greedy_order_runs_covered_structures_before_computing_new_references(tm
     assert (tmp_path / "run" / "structures.csv").read_text().count("\n") == 4
     runner.run_greedy(tasks, tmp_path / "run", TINY, tmp_path / "refs", None, 60)  # resumed: nothing left to do
     assert len(events) == 4
+
+
+def test_missing_paw_dataset_gets_a_short_reason():
+    from autoperi.dft.worker import normalize_reason
+
+    message = 'gpaw_error:FileNotFoundError: Could not find required PAW dataset file "La.PBE".\n\nYou need to set'
+    assert normalize_reason(message) == "no_paw_setup:La"
+    assert normalize_reason("timeout") == "timeout"
