@@ -79,7 +79,9 @@ def cmd_references(args) -> int:
         d = refs.details
         print(f"{dataset}: {d['n_test']} test fingerprints ({d['n_test_fingerprint_failed']} failed), "
               f"{d['n_train_val']} novelty references, {d['wall_s']}")  # fmt: skip
-        if args.hull:
+        if args.hull and cfg.stability_n == 0:
+            print(f"{dataset}: CHGNet hull not built (evaluation.stability_n = 0: no E_hull is computed)")
+        elif args.hull:
             module, note = stability_module()
             if module is None:
                 print(f"{dataset}: CHGNet hull skipped ({note})")
