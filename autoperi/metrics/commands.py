@@ -46,10 +46,17 @@ def cmd_evaluate(args) -> int:
         return 2
     model = args.model or (samples.stem if samples.is_file() else samples.name)
     cfg = params.evaluation
+    references = None
+    if model == "oracle":  # the pipeline's oracle: its own crystals leave its novelty reference, as in 07_evaluation
+        from autoperi.baselines import oracle_holdout_ids, without_novelty_ids
+        from autoperi.metrics.references import build_references
+
+        own = oracle_holdout_ids(params, args.dataset)
+        references = without_novelty_ids(build_references(params, args.dataset), own)
     with dask_client(cfg.scheduler, cfg.workers) as client:
         try:
             result = evaluate_samples(samples, args.dataset, model, params, client=client, stability_n=args.stability,
-                                      protocol=args.protocol, out_dir=args.out)  # fmt: skip
+                                      protocol=args.protocol, out_dir=args.out, references=references)  # fmt: skip
         except ValueError as exc:
             print(f"autoperi evaluate: {exc}", file=sys.stderr)
             return 2
