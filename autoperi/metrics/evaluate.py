@@ -322,11 +322,14 @@ def _uniqueness_and_novelty(table, scored, struct_valid, refs, client, keys, cac
 def reference_embeddings(refs: References, params: Params, embed) -> np.ndarray:
     """CHGNet embeddings of the test reference set, cached in data/references/<dataset>/chgnet_embeddings.npz."""
     path = params.path(params.evaluation.references_dir) / refs.dataset / "chgnet_embeddings.npz"
-    ids = refs.test["id"].astype(str).to_numpy()
+    ids = refs.test["id"].astype(str).to_numpy().astype(str)  # a fixed-width unicode array: loads without pickle
     if path.exists():
-        cached = np.load(path, allow_pickle=False)
-        if np.array_equal(cached["ids"], ids):
-            return cached["embeddings"]
+        try:
+            cached = np.load(path, allow_pickle=False)
+            if np.array_equal(cached["ids"], ids):
+                return cached["embeddings"]
+        except ValueError:  # a cache written with object ids by an earlier version: rebuild it
+            pass
     embeddings = np.asarray(embed([refs.test_structure(k) for k in range(len(ids))]), dtype=float)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, ids=ids, embeddings=embeddings)
