@@ -310,3 +310,28 @@ def test_fast_matching_equals_brute_force_on_carbon(raw_dir):
         assert fast[tol]["labels"] == uniqueness(samples, tol)[1], tol
         assert fast[tol]["matched"] == novelty(samples, ref_structures, tol)[1], tol
     assert max(fast["cdvae"]["matched"]) >= 0 and len(set(fast["cdvae"]["labels"])) < len(samples)
+
+
+def test_reference_embeddings_are_computed_once_and_reloaded(tmp_path, raw_dir):
+    """The test-split embedding cache must load again without pickle (string ids stored as fixed-width unicode)."""
+    import dataclasses
+
+    from autoperi.config import load_params
+    from autoperi.metrics.evaluate import reference_embeddings
+    from autoperi.metrics.references import References
+    from tests.conftest import REPO
+
+    table = raw_table(raw_dir, "perov_5", {"test": 4})
+    refs = References("perov_5", table, np.zeros((4, 61)), np.zeros((4, 132)), table)
+    params = load_params(REPO / "params.yaml", "smoke")
+    params = dataclasses.replace(params, root=tmp_path)
+    calls = []
+
+    def embed(structures):
+        calls.append(len(structures))
+        return [[float(len(s)), s.volume] for s in structures]
+
+    first = reference_embeddings(refs, params, embed)
+    second = reference_embeddings(refs, params, embed)
+    assert calls == [4] and first.shape == (4, 2)
+    np.testing.assert_array_equal(first, second)
