@@ -21,6 +21,7 @@ def test_fetched_data_matches_data_dvc(repo_copy):
     )
 
 
+@pytest.mark.timeout(3600)  # the whole smoke pipeline runs in this test's setup
 def test_dvc_repro_smoke_end_to_end(smoke_pipeline):
     root, env, first = smoke_pipeline
     for stage in STAGES:

@@ -8,6 +8,7 @@ more electronegative than cations, or all metals).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable
 from functools import lru_cache, reduce
 from math import gcd
@@ -21,6 +22,10 @@ from smact.screening import pauling_test
 from autoperi.graphs.neighbors import min_pair_distance
 
 OXIDATION_STATE_SETS = ("default", "smact14")
+# Above this many oxidation-state assignments (product over elements of their state counts) a composition is counted
+# invalid instead of enumerated: real compositions stay far below it (5 elements x 8 states = 32,768), while an
+# untrained generator's 10-element cells would take hours (CDVAE's loop has no such bound and hangs on them).
+MAX_OXIDATION_ASSIGNMENTS = 1_000_000
 
 
 def structure_validity(structure: Structure, cutoff_angstrom: float = 0.5, min_volume_angstrom3: float = 0.1) -> bool:
@@ -72,6 +77,8 @@ def composition_validity(composition: Composition | str, oxidation_state_set: st
 
     CDVAE called `neutral_ratios(q, stoichs=[(n_i,)], threshold=max(n))`; with `stoichs` given the threshold is
     unused and the only ratio tried is the gcd-reduced counts themselves, so that call is exactly the test in 3.
+    More than `MAX_OXIDATION_ASSIGNMENTS` assignments to try (only seen for many-element, untrained-model
+    compositions) counts as invalid rather than being enumerated.
     An element with no oxidation states (noble gases He, Ne, Ar, Rn; Pm, At, Fr, Ra, Es-Lr in SMACT 4's default
     list) makes a non-alloy composition invalid.
 
@@ -94,6 +101,8 @@ def composition_validity(composition: Composition | str, oxidation_state_set: st
         return True
 
     data = [_element_data(s, oxidation_state_set) for s in symbols]
+    if math.prod(len(ox) for ox, _ in data) > MAX_OXIDATION_ASSIGNMENTS:
+        return False
     electronegativities = [eneg for _, eneg in data]
     eneg_missing = any(eneg is None for eneg in electronegativities)
     for states in itertools.product(*(ox for ox, _ in data)):

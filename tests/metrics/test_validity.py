@@ -110,3 +110,16 @@ def test_validity_table(nacl):
     assert table["comp_valid"].tolist() == [True, True, False]
     assert table["valid"].tolist() == [True, False, False]
     assert validity_rates(table) == pytest.approx({"struct_valid": 200 / 3, "comp_valid": 200 / 3, "valid": 100 / 3})
+
+
+def test_many_element_compositions_are_bounded_not_enumerated():
+    """A 12-element cell has > 10^6 oxidation-state assignments: counted invalid at once (CDVAE's loop would hang)."""
+    import time
+
+    from autoperi.metrics.validity import MAX_OXIDATION_ASSIGNMENTS
+
+    formula = "LiNaKMgCaSrBaTiVCrMnFeO2"
+    start = time.perf_counter()
+    assert composition_validity(formula) is False
+    assert time.perf_counter() - start < 1.0
+    assert MAX_OXIDATION_ASSIGNMENTS >= 8**5  # five elements with eight states each are still enumerated exactly

@@ -11,6 +11,7 @@ pytestmark = pytest.mark.slow
 NOTEBOOKS = sorted(p.relative_to(REPO) for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
+@pytest.mark.timeout(3600)  # the first one runs the smoke pipeline in its setup
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=str)
 def test_notebook_runs_clean(smoke_pipeline, notebook):
     root, env, _ = smoke_pipeline
