@@ -78,10 +78,11 @@ def _order(model: str) -> tuple[int, int, str]:
 
 def measured_table(metrics_dir: str | Path, dataset: str) -> pd.DataFrame:
     """Rows measured here for `dataset`: one per `<metrics_dir>/<dataset>/*.json`, reference rows first (oracle,
-    memorization, random), then autoperi, then other models alphabetically."""
+    memorization, random), then autoperi, then other models alphabetically. `*_csp.json` (crystal structure
+    prediction reports, another schema) are not generation rows and are left out."""
     folder = Path(metrics_dir) / dataset
     records = {}
-    for path in sorted(folder.glob("*.json")):
+    for path in sorted(p for p in folder.glob("*.json") if not p.name.endswith("_csp.json")):
         data = read_metrics(path)
         if data.get("dataset") not in (None, dataset):
             raise ValueError(f"{path}: dataset {data.get('dataset')!r} in a folder of {dataset!r}")

@@ -135,3 +135,16 @@ def test_figures_are_written(tmp_path):
     assert ehull_figure({"m": model}, tmp_path / "e.png") is None  # no E_hull values: no figure
     model["e_hull"] = rng.uniform(0, 0.5, size=30)
     assert ehull_figure({"m": model}, tmp_path / "e.png").stat().st_size > 0
+
+
+def test_csp_reports_beside_the_metrics_are_not_rows(tmp_path):
+    import json
+
+    from autoperi.metrics.tables import measured_table
+
+    folder = tmp_path / "perov_5"
+    folder.mkdir()
+    (folder / "oracle.json").write_text(json.dumps({"dataset": "perov_5", "model": "oracle", "struct_validity": 100.0}))
+    (folder / "autoperi_csp.json").write_text(json.dumps({"match_rate_1": 55.0}))
+    table = measured_table(tmp_path, "perov_5")
+    assert list(table.index) == ["oracle"] and table.loc["oracle", "struct_validity"] == 100.0
