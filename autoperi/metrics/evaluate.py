@@ -320,8 +320,9 @@ def _uniqueness_and_novelty(table, scored, struct_valid, refs, client, keys, cac
 
 
 def reference_embeddings(refs: References, params: Params, embed) -> np.ndarray:
-    """CHGNet embeddings of the test reference set, cached in data/references/<dataset>/chgnet_embeddings.npz."""
-    path = params.path(params.evaluation.references_dir) / refs.dataset / "chgnet_embeddings.npz"
+    """CHGNet embeddings of the test reference set, cached in reports/metrics/<dataset>/.cache/ (the evaluation's
+    own output: writing into data/references would change the `references` stage's output after it ran)."""
+    path = params.path(params.evaluation.metrics_dir) / refs.dataset / ".cache" / "reference_chgnet_embeddings.npz"
     ids = refs.test["id"].astype(str).to_numpy().astype(str)  # a fixed-width unicode array: loads without pickle
     if path.exists():
         try:
