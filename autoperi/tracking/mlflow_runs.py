@@ -29,7 +29,8 @@ def tracking_uri(params: Params) -> str:
     return uri
 
 
-def _git_commit(root: Path) -> str:
+def git_commit(root: Path) -> str:
+    """`git rev-parse HEAD` of `root` (+ `-dirty` if tracked files changed), or 'unknown' outside git."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
@@ -82,7 +83,7 @@ def start_run(params: Params, experiment: str, stage: str, run_name: str | None 
     """Open an MLflow run in experiment `experiment` (one per dataset), tagged and with the params logged."""
     mlflow.set_tracking_uri(tracking_uri(params))
     all_tags = {
-        "git_commit": _git_commit(params.root),
+        "git_commit": git_commit(params.root),
         "dvc_stage": stage,
         "profile": params.profile,
         "autoperi_version": __version__,

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import random
-import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 import autoperi
+from autoperi.tracking.mlflow_runs import git_commit
 
 FORMAT = "autoperi-checkpoint/1"
 
@@ -125,21 +125,7 @@ def code_version(root: str | Path | None = None) -> dict:
     """git commit of the repo holding the package (`-dirty` if tracked files changed), autoperi and torch versions,
     and `source_hash()` of the training code (what resuming checks)."""
     root = Path(root) if root else Path(autoperi.__file__).resolve().parents[1]
-    commit = "unknown"
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        commit += "-dirty" if dirty else ""
-    except (OSError, subprocess.SubprocessError):
-        pass
+    commit = git_commit(root)
     return {
         "git_commit": commit,
         "autoperi_version": autoperi.__version__,

@@ -7,7 +7,6 @@ runs it and `fit` shards the batches.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from autoperi.config import Params, TrainConfig
+from autoperi.data.sources import sha256_of
 from autoperi.training import distributed
 from autoperi.training.checkpoint import seed_everything
 from autoperi.training.loop import fit
@@ -56,10 +56,6 @@ def drop_unknown_elements(frame: pd.DataFrame, elements) -> tuple[pd.DataFrame, 
     return frame[known], [str(i) for i in frame["id"][~known]]
 
 
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def surrogate_for(params: Params, dataset: str):
     """(frozen surrogate or None, its path, sha256 or None): the formation-energy surrogate the E_f term uses,
     from `model.surrogate_path`; None where the term is off or no surrogate was trained (the term is then 0)."""
@@ -68,7 +64,7 @@ def surrogate_for(params: Params, dataset: str):
         return None, path, None
     from autoperi.model.surrogate import load_surrogate
 
-    return load_surrogate(path), path, _file_sha256(path)
+    return load_surrogate(path), path, sha256_of(path)
 
 
 def train_dataset(

@@ -33,6 +33,7 @@ from torch_geometric.data import Batch
 from tqdm.auto import tqdm
 
 from autoperi.config import Params
+from autoperi.data.sources import sha256_of
 from autoperi.graphs.neighbors import neighbor_list
 from autoperi.model.surrogate import FormationEnergySurrogate, save_surrogate
 
@@ -42,14 +43,6 @@ TARGETS = {  # dataset → (column, unit, subtract the lowest train value)
     "carbon_24": ("energy_per_atom", "eV/atom above the lowest-energy training structure", True),
 }
 CACHE_DIR = "data/cache/surrogate"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def surrogate_splits(frame: pd.DataFrame, dataset: str, seed: int, holdout_fraction: float = 0.1):
@@ -195,7 +188,7 @@ def train_surrogate(
         from autoperi.data.registry import load_processed
 
         frame = load_processed(params, [dataset])[dataset]
-        data_hash = file_sha256(params.path(params.data.processed_dir) / f"{dataset}.parquet")
+        data_hash = sha256_of(params.path(params.data.processed_dir) / f"{dataset}.parquet")
     else:
         data_hash = hashlib.sha256(pd.util.hash_pandas_object(frame[["id", column]]).values.tobytes()).hexdigest()
     pools, split_report = surrogate_splits(frame, dataset, seed)
