@@ -171,8 +171,8 @@ def structure_from_cif_block(text: str) -> Structure:
     return structures[0]
 
 
-def check_structure(structure: Structure, limits: Limits) -> None:
-    """Refuse structures no crystal model should see. Raises RefusedInput; returns None when fine."""
+def check_readable_crystal(structure: Structure) -> None:
+    """Refuse (RefusedInput) what is not an ordered periodic crystal of real elements with a finite lattice."""
     if len(structure) == 0:
         raise RefusedInput("empty", "no sites")
     if not structure.is_ordered:
@@ -181,9 +181,13 @@ def check_structure(structure: Structure, limits: Limits) -> None:
         for sp in site.species:
             if not isinstance(sp, Element) and not isinstance(getattr(sp, "element", None), Element):
                 raise RefusedInput("unknown_element", f"species {sp}")
-    matrix = structure.lattice.matrix
-    if not np.all(np.isfinite(matrix)):
+    if not np.all(np.isfinite(structure.lattice.matrix)):
         raise RefusedInput("bad_lattice", "non-finite lattice")
+
+
+def check_structure(structure: Structure, limits: Limits) -> None:
+    """Refuse structures no crystal model should see. Raises RefusedInput; returns None when fine."""
+    check_readable_crystal(structure)
     abc = structure.lattice.abc
     if structure.lattice.volume <= 1e-3 or max(abc) > limits.max_lattice_length_angstrom:
         raise RefusedInput(

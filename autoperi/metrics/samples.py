@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from pymatgen.analysis.structure_matcher import StructureMatcher
-from pymatgen.core import Element, Structure
+from pymatgen.core import Structure
 
-from autoperi.data.readers import ABSURD_FRACTION, RefusedInput
+from autoperi.data.readers import ABSURD_FRACTION, RefusedInput, check_readable_crystal
 from autoperi.metrics.coverage import composition_fingerprint, structure_fingerprint
 from autoperi.metrics.validity import composition_validity, structure_validity
 from autoperi.parallel import fan_out
@@ -45,18 +45,8 @@ def screen_sample(structure: Structure, max_atoms: int = 500, max_lattice_length
     Refused: no sites, partial occupancy, dummy/unknown species, non-finite lattice or coordinates, a lattice
     vector longer than `max_lattice_length_angstrom`, |fractional coordinate| > 100, more than `max_atoms` sites.
     """
-    if len(structure) == 0:
-        raise RefusedInput("empty", "no sites")
-    if not structure.is_ordered:
-        raise RefusedInput("partial_occupancy", str(structure.composition))
-    for site in structure:
-        for species in site.species:
-            if not isinstance(species, Element) and not isinstance(getattr(species, "element", None), Element):
-                raise RefusedInput("unknown_element", f"species {species}")
-    matrix = structure.lattice.matrix
-    if not np.all(np.isfinite(matrix)):
-        raise RefusedInput("bad_lattice", "non-finite lattice")
-    lengths = np.linalg.norm(matrix, axis=1)
+    check_readable_crystal(structure)
+    lengths = np.linalg.norm(structure.lattice.matrix, axis=1)
     if lengths.max() > max_lattice_length_angstrom:
         raise RefusedInput("bad_lattice", f"lattice vector of {lengths.max():.4g} Å > {max_lattice_length_angstrom} Å")
     if not np.all(np.isfinite(structure.frac_coords)):
