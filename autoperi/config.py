@@ -142,6 +142,7 @@ class TrainConfig:
     surrogate_epochs: int = 60                    # formation-energy surrogate (trained first, its own stage)
     surrogate_patience: int = 8
     surrogate_batch_size: int = 64
+    surrogate_max_minutes: float | None = None    # wall-clock budget per dataset (over resumes); null = epochs only
     epochs: int = 100
     batch_size: int = 256                         # global batch per optimizer step (split across processes)
     learning_rate: float = 1e-3
@@ -203,6 +204,11 @@ _SECTIONS = {
 }
 
 
+# Lists that dvc.yaml expands into one stage per item (foreach / matrix). DVC reads them from the base sections, not
+# from a profile, so a profile may not change them.
+STAGE_LISTS = {"train": ("datasets",), "evaluation": ("datasets", "models"), "dft": ("datasets", "sources")}
+
+
 class ParamsError(ValueError):
     """params.yaml names a key, section or profile that does not exist, or a value of the wrong shape."""
 
@@ -244,6 +250,11 @@ def load_params(path: str | Path = "params.yaml", profile: str | None = None) ->
     bad = sorted(set(overlay) - set(_SECTIONS))
     if bad:
         raise ParamsError(f"{path}: profile {profile!r} has unknown section(s) {bad}")
+    for section, keys in STAGE_LISTS.items():
+        fixed = sorted(set(keys) & set(overlay.get(section) or {}))
+        if fixed:
+            raise ParamsError(f"{path}: profile {profile!r} sets {section}.{fixed[0]}, which dvc.yaml expands into one "
+                              f"stage per item from the base section; change it there")
     merged = _deep_merge(base, overlay)
     sections = {
         name: _build_section(cls, merged[name], f"{path}: [{profile}] {name}") for name, cls in _SECTIONS.items()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from autoperi.data.sources import sha256_of
 from autoperi.sampling.sampler import load_model, sampling_speed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,11 +55,14 @@ def main() -> None:
         if not checkpoint.exists():
             print(f"{dataset}: no checkpoint at {checkpoint}, skipped")
             continue
-        model, _ = load_model(checkpoint)
+        model, meta = load_model(checkpoint)
         sampling_speed(model, 200, n_steps=args.steps)  # warm-up
         start = time.time()
         result = sampling_speed(model, args.n, n_steps=args.steps)
         result["measured_at_unix"] = start
+        result["checkpoint"] = {"path": str(checkpoint.relative_to(REPO)), "sha256": sha256_of(checkpoint),
+                                "epoch": (meta.get("progress") or {}).get("epoch"),
+                                "git_commit": (meta.get("code_version") or {}).get("git_commit")}
         results[dataset] = result
         print(dataset, json.dumps(result))
         out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -123,8 +124,22 @@ def repo_copy(tmp_path_factory, raw_dir):
 
 @pytest.fixture(scope="session")
 def smoke_pipeline(repo_copy):
-    """The fresh copy after one `dvc repro` of the whole smoke pipeline: (root, env, what the first repro printed).
-    Shared by the end-to-end test and nbval, so every notebook runs with the outputs of the stages before it."""
+    """The fresh copy after one `dvc repro` of the whole smoke pipeline. Shared by the end-to-end test and nbval, so
+    every notebook runs with the outputs of the stages before it. What the end-to-end test checks about the pipeline
+    itself (the repro logs, its MLflow runs, a second repro, `dvc status`) is captured here, before nbval re-executes
+    notebooks in the same copy and adds runs of its own."""
+    import mlflow
+
     root, env = repo_copy
     first = _run([sys.executable, "-m", "dvc", "repro"], root, env, timeout=2400)
-    return root, env, first
+    mlflow.set_tracking_uri(f"sqlite:///{root}/mlruns/mlflow.db")
+    data_runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.dvc_stage = 'data'")
+    data_notebooks = [
+        [a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "notebooks")] for run_id in data_runs.run_id
+    ]
+    second = _run([sys.executable, "-m", "dvc", "repro"], root, env)
+    status = _run([sys.executable, "-m", "dvc", "status"], root, env)
+    return SimpleNamespace(
+        root=root, env=env, first=first, second=second, status=status,
+        data_runs=data_runs, data_notebooks=data_notebooks,
+    )

@@ -22,6 +22,7 @@ def test_profiles_lay_over_base(tmp_path):
         ("profile: a\nmodle: {}\nprofiles: {a: {}}\n", "unknown top-level"),
         ("profile: zz\nprofiles: {a: {}}\n", "profile 'zz'"),
         ("profile: a\nprofiles: {a: {dta: {}}}\n", "unknown section"),
+        ("profile: a\nprofiles: {a: {dft: {sources: [oracle]}}}\n", "dft.sources, which dvc.yaml expands"),
     ],
 )
 def test_bad_params_are_refused_with_the_key(tmp_path, text, match):

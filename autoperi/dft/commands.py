@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import sys
@@ -22,10 +23,14 @@ def cmd_dft(args) -> int:
     params = load_params(args.params, args.profile)
     if args.max_atoms is not None:
         params = dataclasses.replace(params, dft=dataclasses.replace(params.dft, max_atoms=args.max_atoms))
-    oracle = args.structures == "oracle"
+    if args.structures is None and args.source is None:
+        print("autoperi dft: give STRUCTURES or --source (oracle, or a samples file's name)", file=sys.stderr)
+        return 2
+    oracle = args.structures == "oracle" or (args.structures is None and args.source == "oracle")
     source = args.source or ("oracle" if oracle else Path(args.structures).stem)
+    structures = None if oracle else args.structures  # None: the pipeline's reports/samples/<dataset>/<source>.extxyz
     summary = run_dft_source(
-        params, args.dataset, source, structures_path=None if oracle else args.structures, n=args.n,
+        params, args.dataset, source, structures_path=structures, n=args.n,
         relax=args.relax, scheduler=args.scheduler, workers=args.workers,
         surrogate_checkpoint=args.surrogate_checkpoint, with_chgnet=not args.no_chgnet, n_relax=args.n_relax,
         compute=not args.summary_only,
@@ -56,12 +61,15 @@ def register(sub) -> None:
     conv.set_defaults(func=cmd_dft_convergence)
     p = sub.add_parser("dft", help="GPAW single points (+ relaxations) of structures; resumable; "
                                    "writes reports/dft/<dataset>/<source>.json")
-    p.add_argument("structures", help="'oracle' (the dataset's test split) or a structures file/folder "
-                                      "(extxyz, CIFs, POSCARs, CSV with a cif column)")
+    p.add_argument("structures", nargs="?", default=None,
+                   help="'oracle' (the dataset's test split) or a structures file/folder (extxyz, CIFs, POSCARs, "
+                        "CSV with a cif column); default: the pipeline's samples of --source")
     p.add_argument("--dataset", required=True, help="dataset the structures belong to, e.g. perov_5")
     p.add_argument("--source", default=None, help="name of the output folder (default: oracle or the file's stem)")
     p.add_argument("--n", type=int, default=None, help="structures (default: dft.n_structures)")
-    p.add_argument("--relax", action="store_true", help="also GPAW-relax the dft.n_relax smallest (from CHGNet)")
+    p.add_argument("--relax", action=argparse.BooleanOptionalAction, default=None,
+                   help="also GPAW-relax the dft.n_relax smallest (from CHGNet); default: all but the oracle, whose "
+                        "crystals are already DFT-relaxed")
     p.add_argument("--max-atoms", type=int, default=None, help="larger cells are not run (default: dft.max_atoms)")
     p.add_argument("--n-relax", type=int, default=None, help="relaxations with --relax (default: dft.n_relax)")
     p.add_argument("--scheduler", default=None, help="dask scheduler tcp://HOST:PORT (default: a LocalCluster)")

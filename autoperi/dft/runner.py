@@ -89,14 +89,20 @@ def structure_tasks(
     for name, structure in structures:
         base = {"kind": "structure", "protocol": protocol.as_dict(), "timeout_s": timeout_s,
                 "formula": structure.composition.reduced_formula, "n_atoms": len(structure)}
-        tasks.append({**base, "name": name, "structure": structure.as_dict(), "relax": False})
+        tasks.append({**base, "name": name, "structure": _plain_dict(structure), "relax": False})
         if name in relax_names:
             start = (relax_inputs or {}).get(name, structure)
-            tasks.append({**base, "name": f"{name}__relax", "structure": start.as_dict(), "relax": True,
+            tasks.append({**base, "name": f"{name}__relax", "structure": _plain_dict(start), "relax": True,
                           "relax_fmax": relax_fmax, "relax_steps": relax_steps, "n_atoms": len(start)})
     for task in tasks:
         task["too_large"] = task["n_atoms"] > max_atoms
     return tasks
+
+
+def _plain_dict(structure) -> dict:
+    """Structure.as_dict() through pymatgen's JSON encoder: properties read from extxyz (numpy ints and arrays)
+    become plain JSON values, so the task file can be written."""
+    return json.loads(structure.to_json())
 
 
 def _structure_or_skip(task: dict) -> dict:

@@ -85,12 +85,13 @@ def chgnet_relaxed(structures: list, fmax: float = 0.1, max_steps: int = 500) ->
 
 def run_dft_source(
     params: Params, dataset: str, source: str, structures_path: str | Path | None = None,
-    n: int | None = None, relax: bool = True, scheduler: str | None = None, workers: int | None = None,
+    n: int | None = None, relax: bool | None = None, scheduler: str | None = None, workers: int | None = None,
     surrogate_checkpoint: str | Path | None = None, with_chgnet: bool = True, n_relax: int | None = None,
     compute: bool = True,
 ) -> dict:
     """Run (or resume) the DFT stage for one dataset and source; writes and returns the summary JSON.
 
+    relax=None relaxes every source but the oracle (database crystals are already DFT-relaxed).
     compute=False only summarises the records and cached references already on disk (e.g. while a run is still
     going: `n_finished` < `n_submitted` then)."""
     from autoperi.dft.install import ensure_gpaw
@@ -112,6 +113,7 @@ def run_dft_source(
     folder.mkdir(parents=True, exist_ok=True)
     fitting = [(name, s) for name, s in structures if len(s) <= cfg.max_atoms]
     n_relax = cfg.n_relax if n_relax is None else n_relax
+    relax = source != "oracle" if relax is None else relax
     relax_names = [name for name, _ in fitting[:n_relax]] if relax else []
     done = {p.stem for p in (folder / "structures").glob("*.json")}
     to_prerelax = [(name, s) for name, s in fitting if name in relax_names and f"{name}__relax" not in done]

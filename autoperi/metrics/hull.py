@@ -293,7 +293,7 @@ def _chunk_energies(task: tuple[list[dict], int]) -> dict:
     records, batch_size = task
     t0 = time.perf_counter()
     energies = chgnet_energies([record_to_structure(r) for r in records], batch_size=batch_size).tolist()
-    return dict(energies=energies, seconds=round(time.perf_counter() - t0, 2))
+    return dict(energies=energies, seconds=round(time.perf_counter() - t0, 4))
 
 
 def _read_chunk(path: Path) -> dict:
@@ -339,8 +339,8 @@ def reference_single_points(
     info = dict(
         n_dataset_rows=n_rows,
         # compute time of every chunk, whichever run made it (None where an early build did not record it)
-        single_points_s_all_chunks=round(sum(seconds), 1) if None not in seconds else None,
-        single_points_s=round(t_single, 1),
+        single_points_s_all_chunks=round(sum(seconds), 3) if None not in seconds else None,
+        single_points_s=round(t_single, 3),
         n_single_points_this_run=n_computed,
         single_points_per_s=round(n_computed / t_single, 2) if n_computed else None,
     )

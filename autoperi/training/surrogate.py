@@ -220,8 +220,14 @@ def train_surrogate(
     state_path = out_dir / "surrogate_state.pt"
     history, best, epoch0, wall0 = [], {"val_mae": math.inf, "epoch": -1}, 0, 0.0
     best_state = None
-    if resume and state_path.exists():
-        state = torch.load(state_path, weights_only=True)
+    # A saved state is resumed only by the same run: same data, split seed, model and optimiser settings.
+    run_key = json.dumps([data_hash, seed, batch_size, learning_rate or params.train.learning_rate, patience,
+                          str(init_from), sorted(config.items())], default=str)
+    state = torch.load(state_path, weights_only=True) if resume and state_path.exists() else None
+    if state is not None and state.get("run_key") != run_key:
+        print(f"{dataset} surrogate: {state_path} belongs to another run (data or settings differ); starting afresh")
+        state = None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -279,7 +285,8 @@ def train_surrogate(
                 save_surrogate(model, out_dir / "surrogate.pt", {**meta_base, "status": "training", "best": best})
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "history": history,
-                        "best": best, "epoch": epoch, "wall_s": wall, "best_model": best_state}, state_path)
+                        "best": best, "epoch": epoch, "wall_s": wall, "best_model": best_state, "run_key": run_key},
+                       state_path)
             if epoch - best["epoch"] >= patience:
                 stopped = "early_stopping"
                 break
@@ -306,6 +313,10 @@ def train_surrogate(
     return json.loads((out_dir / "surrogate.json").read_text())
 
 
+def _minutes_to_s(minutes: float | None) -> float | None:
+    return None if minutes is None else 60.0 * minutes
+
+
 def main(argv=None) -> None:
     """`python -m autoperi.training.surrogate --dataset perov_5 [...]`: train one or more surrogates in turn."""
     import argparse
@@ -320,18 +331,20 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="default: train.surrogate_batch_size")
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--patience", type=int, default=None, help="default: train.surrogate_patience")
-    parser.add_argument("--max-wall-s", type=float, default=None, help="per dataset")
+    parser.add_argument("--max-wall-s", type=float, default=None,
+                        help="per dataset (default: train.surrogate_max_minutes)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--init-from", default=None, help="warm-start weights from this surrogate.pt")
     parser.add_argument("--no-resume", action="store_true", help="ignore a saved training state")
     args = parser.parse_args(argv)
     params = load_params(args.params, args.profile)
     cfg = params.train
+    max_wall_s = args.max_wall_s or _minutes_to_s(cfg.surrogate_max_minutes)
     for dataset in args.dataset:
         report = train_surrogate(params, dataset, epochs=args.epochs or cfg.surrogate_epochs,
                                  batch_size=args.batch_size or cfg.surrogate_batch_size,
                                  learning_rate=args.learning_rate, patience=args.patience or cfg.surrogate_patience,
-                                 max_wall_s=args.max_wall_s, threads=args.threads, init_from=args.init_from,
+                                 max_wall_s=max_wall_s, threads=args.threads, init_from=args.init_from,
                                  resume=not args.no_resume)
         print(json.dumps({k: report[k] for k in ("dataset", "test", "best", "epochs_run", "wall_s", "stopped")}))
 

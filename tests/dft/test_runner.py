@@ -180,3 +180,17 @@ def test_missing_paw_dataset_gets_a_short_reason():
     message = 'gpaw_error:FileNotFoundError: Could not find required PAW dataset file "La.PBE".\n\nYou need to set'
     assert normalize_reason(message) == "no_paw_setup:La"
     assert normalize_reason("timeout") == "timeout"
+
+
+def test_tasks_of_structures_read_from_extxyz_are_json(tmp_path):
+    """Structures read back from the pipeline's extxyz carry numpy-typed properties; their tasks must still be JSON."""
+    import numpy as np
+
+    from autoperi.data.readers import read_structures
+    from autoperi.sampling.writers import write_extxyz
+
+    write_extxyz([silicon()], tmp_path / "s.extxyz", info=[{"sample_id": np.int64(3), "network_evals": np.int64(20)}])
+    (name, structure), = read_structures(tmp_path / "s.extxyz")
+    tasks = structure_tasks([(name, structure)], TINY, 60.0, 8, relax_names=[name])
+    assert len(tasks) == 2 and json.loads(json.dumps(tasks))[0]["structure"]["sites"]
+    assert Structure.from_dict(tasks[0]["structure"]) == structure

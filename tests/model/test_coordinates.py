@@ -78,3 +78,14 @@ def test_velocity_is_rotation_invariant_and_sees_the_lattice(decoder_inputs):
     torch.testing.assert_close(v2, v, atol=1e-9, rtol=1e-9)
     v3, _ = dec(x, t, species, mask, lattice * 1.2, z, cond)
     assert (v3 - v).abs().max() > 1e-6
+
+
+def test_velocity_of_a_padded_crystal_equals_its_unpadded_velocity(decoder_inputs):
+    """Sampling integrates crystals of one atom count unpadded: that is exact only if padding changes nothing."""
+    dec, (x, t, species, mask, lattice, z, cond) = decoder_inputs
+    v, bonds = dec(x, t, species, mask, lattice, z, cond)
+    n = int(mask[2].sum())
+    alone, alone_bonds = dec(x[2:, :n], t[2:], species[2:, :n], mask[2:, :n], lattice[2:], z[2:], cond[2:])
+    torch.testing.assert_close(alone[0], v[2, :n], atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(alone_bonds[0], bonds[2, :n, :n], atol=1e-10, rtol=1e-10)
+    assert v[2, n:].abs().max() == 0  # padded slots get no velocity

@@ -177,3 +177,7 @@ def test_train_surrogate_end_to_end_on_a_tiny_table(params, raw_dir, tmp_path, m
     again = training.train_surrogate(params, "perov_5", out_dir=tmp_path / "out", epochs=3, batch_size=8,
                                      frame=pd.DataFrame(rows), threads=1, track=False, progress=False)
     assert again["epochs_run"] == 3 and again["history"][:2] == report["history"]
+    # a saved state of another run (here: another batch size) is not resumed: training starts afresh
+    other = training.train_surrogate(params, "perov_5", out_dir=tmp_path / "out", epochs=3, batch_size=4,
+                                     frame=pd.DataFrame(rows), threads=1, track=False, progress=False)
+    assert other["epochs_run"] == 3 and other["history"][0]["train_loss"] != again["history"][0]["train_loss"]

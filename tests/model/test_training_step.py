@@ -71,3 +71,6 @@ def test_sampling_respects_space_group_and_atom_counts(tiny):
         assert set(s["atomic_numbers"].tolist()) <= set(stats["elements"])
         assert s["frac_coords"].shape == (len(s["atomic_numbers"]), 3)
         assert ((s["frac_coords"] >= 0) & (s["frac_coords"] < 1)).all()
+        steps = model.cfg.sample_steps  # K Euler steps, once more per retry of a crystal with overlapping atoms
+        assert s["network_evals"] % steps == 0
+        assert steps <= s["network_evals"] <= steps * (1 + model.cfg.coordinate_retries)

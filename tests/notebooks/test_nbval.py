@@ -14,7 +14,7 @@ NOTEBOOKS = sorted(p.relative_to(REPO) for p in (REPO / "notebooks").glob("[0-9]
 @pytest.mark.timeout(3600)  # the first one runs the smoke pipeline in its setup
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=str)
 def test_notebook_runs_clean(smoke_pipeline, notebook):
-    root, env, _ = smoke_pipeline
+    root, env = smoke_pipeline.root, smoke_pipeline.env
     out = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", str(notebook)],
                root, env)
     assert " passed" in out and "failed" not in out
