@@ -177,6 +177,9 @@ def build_references(
         refs.details["build_wall_s"] = previous["build_wall_s"]
     else:
         refs.details["build_wall_s"] = {**timings, "n_computed": computed}
-    folder.mkdir(parents=True, exist_ok=True)
-    meta_file.write_text(json.dumps(refs.details, indent=2) + "\n")
+    # Written only by a call that computed something: readers (every evaluation) must leave the `references`
+    # stage's output unchanged, or DVC would see it modified and re-run everything downstream.
+    if sum(computed.values()) or not meta_file.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        meta_file.write_text(json.dumps(refs.details, indent=2) + "\n")
     return refs
