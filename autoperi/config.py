@@ -170,6 +170,22 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class AblationsConfig:
+    """Model variants trained on one budget and scored on one protocol (notebook 06). Owner: autoperi/ablations."""
+
+    dataset: str = "perov_5"
+    # name → overrides of the `model` section. A variant that overrides only sampling keys (sample_steps,
+    # coordinate_retries, species_temperature) reuses the first variant's checkpoint instead of training.
+    variants: dict = field(default_factory=lambda: {"full": {}})
+    max_minutes: float | None = None              # training budget per trained variant (train.max_minutes)
+    n_samples: int = 1000                         # samples per variant, scored by `evaluate_samples`
+    stability_n: int = 0                          # CHGNet relaxations per variant (relaxation success, S.U.N.)
+    seed: int = 0
+    models_dir: str = "models/ablations"          # <models_dir>/<dataset>/<variant>/{best,last}.pt
+    reports_dir: str = "reports/ablations"        # <dataset>/{<variant>.extxyz,<variant>.json,summary.json}
+
+
+@dataclass(frozen=True)
 class Params:
     profile: str
     root: Path  # the folder holding params.yaml; relative paths in the sections resolve against it
@@ -180,6 +196,7 @@ class Params:
     dft: DftConfig = field(default_factory=DftConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    ablations: AblationsConfig = field(default_factory=AblationsConfig)
 
     def path(self, relative: str | Path) -> Path:
         """Resolve a path from params.yaml against the repo root."""
@@ -201,6 +218,7 @@ _SECTIONS = {
     "dft": DftConfig,
     "model": ModelConfig,
     "train": TrainConfig,
+    "ablations": AblationsConfig,
 }
 
 

@@ -10,7 +10,7 @@ from autoperi.data.splits import read_id_list
 from tests.conftest import _run
 
 pytestmark = pytest.mark.slow
-NOTEBOOK_STAGES = ("data", "model", "train", "generate", "baselines", "evaluation", "dft_validation")
+NOTEBOOK_STAGES = ("data", "model", "train", "generate", "baselines", "ablations", "evaluation", "dft_validation")
 
 
 def test_fetched_data_matches_data_dvc(repo_copy):

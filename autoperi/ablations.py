@@ -1,0 +1,141 @@
+"""Ablations (notebook 06): variants of AutoPeri-GNN that each switch one part off, trained on the same budget and
+scored by the evaluation suite on the same protocol as every other row.
+
+`params.ablations.variants` maps a name to overrides of the `model` section. A variant that changes only how the
+model samples (`SAMPLING_KEYS`) reuses the first variant's checkpoint; any other variant is trained on
+`ablations.max_minutes` (the same budget for all), seeded like the main run, resumable. Each variant's samples go
+to `<reports_dir>/<dataset>/<variant>.extxyz` and are scored by `evaluate_samples` (same references, same
+`ablations.stability_n` CHGNet relaxations), so a difference between rows is the variant's and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from autoperi.config import ModelConfig, Params, ParamsError
+
+SAMPLING_KEYS = frozenset({"sample_steps", "coordinate_retries", "species_temperature"})
+SHOWN = ("struct_validity", "comp_validity", "cov_recall", "cov_precision", "wdist_density", "wdist_num_elems",
+         "uniqueness", "novelty")  # fmt: skip
+
+
+def variant_model_config(params: Params, name: str, overrides: dict) -> ModelConfig:
+    """`params.model` with the variant's overrides; an unknown key is refused with the variant's name."""
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ParamsError(f"params.yaml ablations.variants.{name}: unknown model key(s) {unknown}")
+    return dataclasses.replace(params.model, **overrides)
+
+
+def plan(params: Params) -> list[dict]:
+    """One entry per variant: name, overrides, whether it trains, and which checkpoint it samples from."""
+    cfg = params.ablations
+    if not cfg.variants:
+        raise ParamsError("params.yaml ablations.variants is empty")
+    names = list(cfg.variants)
+    models_dir = params.path(cfg.models_dir) / cfg.dataset
+    out = []
+    for name in names:
+        overrides = dict(cfg.variants[name] or {})
+        variant_model_config(params, name, overrides)  # refuse unknown keys before anything runs
+        trains = name == names[0] or not set(overrides) <= SAMPLING_KEYS
+        source = name if trains else names[0]
+        out.append({"name": name, "overrides": overrides, "trains": trains,
+                    "checkpoint": models_dir / source / "best.pt"})
+    return out
+
+
+def run_ablations(params: Params, client=None, progress: bool = True) -> dict[str, dict]:
+    """Train (or resume) the trained variants, sample every variant, score each; returns name → row and writes
+    `<reports_dir>/<dataset>/summary.json` after every variant (a stopped run keeps what it finished)."""
+    from autoperi.metrics.evaluate import evaluate_samples
+    from autoperi.metrics.references import build_references
+    from autoperi.sampling.sampler import generate, load_model, write_samples
+    from autoperi.training.runner import train_dataset
+
+    cfg = params.ablations
+    dataset = cfg.dataset
+    out_dir = params.path(cfg.reports_dir) / dataset
+    out_dir.mkdir(parents=True, exist_ok=True)
+    references = build_references(params, dataset, client)
+    rows: dict[str, dict] = {}
+    for item in plan(params):
+        name, overrides = item["name"], item["overrides"]
+        model_cfg = variant_model_config(params, name, overrides)
+        variant = dataclasses.replace(params, model=model_cfg,
+                                      train=dataclasses.replace(params.train, max_minutes=cfg.max_minutes))
+        row: dict = {"overrides": overrides, "trained": item["trains"],
+                     "checkpoint": str(item["checkpoint"].relative_to(params.root))}
+        if item["trains"]:
+            result = train_dataset(variant, dataset, out_dir=item["checkpoint"].parent, log_mlflow=False,
+                                   progress=progress)
+            row.update(epochs=result["epochs_completed"], stop_reason=result["stop_reason"],
+                       best_val_loss=result["best_val_loss"], train_minutes=round(result["train_minutes"], 2))
+        model, _ = load_model(item["checkpoint"])
+        model.cfg = dataclasses.replace(model.cfg, **{k: v for k, v in overrides.items() if k in SAMPLING_KEYS})
+        start = time.perf_counter()
+        samples = generate(model, cfg.n_samples, seed=cfg.seed)
+        sample_s = time.perf_counter() - start
+        path = write_samples(samples, out_dir / f"{name}.extxyz")
+        evals = [s["network_evals"] for s in samples]
+        row.update(n_samples=len(samples), structures_per_s=round(len(samples) / sample_s, 1),
+                   network_evals_per_sample=round(sum(evals) / len(evals), 2))
+        metrics = evaluate_samples(path, dataset, name, variant, client=client, stability_n=cfg.stability_n,
+                                   references=references, out_dir=out_dir)
+        row.update({k: metrics.get(k) for k in SHOWN})
+        row["stability"] = metrics.get("stability") or {}
+        rows[name] = row
+        summary = {"dataset": dataset, "profile": params.profile, "max_minutes": cfg.max_minutes,
+                   "n_samples": cfg.n_samples, "stability_n": cfg.stability_n, "variants": rows}
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
+    return rows
+
+
+def _plain(value):
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def ablation_table(rows: dict[str, dict]):
+    """One row per variant: the CDVAE-protocol columns, uniqueness / novelty, speed, and CHGNet relaxation success
+    and stable rate where `stability_n` > 0."""
+    import pandas as pd
+
+    table = pd.DataFrame({name: {**{k: r.get(k) for k in SHOWN},
+                                 "relax_success": (r.get("stability") or {}).get("relax_success"),
+                                 "stable_0_1": (r.get("stability") or {}).get("stable_0_1"),
+                                 "network_evals_per_sample": r.get("network_evals_per_sample"),
+                                 "structures_per_s": r.get("structures_per_s"),
+                                 "trained": r.get("trained"), "epochs": r.get("epochs")}
+                          for name, r in rows.items()}).T
+    return table.dropna(axis=1, how="all")
+
+
+def ablation_figure(table, out_path: str | Path, title: str = ""):
+    """Bars per metric (one panel each), one bar per variant; the first variant's value dashed for reference."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    columns = [c for c in (*SHOWN, "relax_success", "stable_0_1") if c in table.columns]
+    fig, axes = plt.subplots(1, len(columns), figsize=(2.1 * len(columns), 2.8), squeeze=False)
+    for ax, column in zip(axes[0], columns, strict=True):
+        values = table[column].astype(float).to_numpy()
+        ax.bar(np.arange(len(values)), values, color=[f"C{i}" for i in range(len(values))])
+        if np.isfinite(values[0]):
+            ax.axhline(values[0], color="k", lw=0.8, ls="--")
+        ax.set_xticks(np.arange(len(values)), table.index, rotation=60, ha="right", fontsize=7)
+        ax.set_title(column, fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=120)
+    return fig

@@ -1,0 +1,46 @@
+"""Ablation plan: which variants train, which reuse the full model's checkpoint, and refused overrides."""
+
+import dataclasses
+
+import pytest
+
+from autoperi.ablations import SAMPLING_KEYS, plan, variant_model_config
+from autoperi.config import ParamsError
+
+
+def _with_variants(params, variants):
+    return dataclasses.replace(params, ablations=dataclasses.replace(params.ablations, variants=variants))
+
+
+def test_sampling_only_variants_reuse_the_first_variants_checkpoint(params):
+    local = _with_variants(params, {"full": {}, "no_physics": {"w_ef": 0.0, "w_rdf": 0.0},
+                                    "one_shot": {"sample_steps": 1, "coordinate_retries": 0}})
+    items = {item["name"]: item for item in plan(local)}
+    assert [n for n, i in items.items() if i["trains"]] == ["full", "no_physics"]
+    assert items["one_shot"]["checkpoint"] == items["full"]["checkpoint"]
+    assert items["no_physics"]["checkpoint"].parent.name == "no_physics"
+    assert items["full"]["checkpoint"].parts[-3:] == (params.ablations.dataset, "full", "best.pt")
+
+
+def test_the_first_variant_always_trains_even_with_sampling_overrides(params):
+    items = plan(_with_variants(params, {"k1": {"sample_steps": 1}, "k5": {"sample_steps": 5}}))
+    assert [i["trains"] for i in items] == [True, False]
+    assert {"sample_steps"} <= SAMPLING_KEYS
+
+
+def test_overrides_reach_the_model_config_and_unknown_keys_are_refused(params):
+    cfg = variant_model_config(params, "no_physics", {"w_ef": 0.0, "w_rdf": 0.0})
+    assert (cfg.w_ef, cfg.w_rdf) == (0.0, 0.0) and cfg.hidden_dim == params.model.hidden_dim
+    with pytest.raises(ParamsError, match="ablations.variants.typo: unknown model key"):
+        plan(_with_variants(params, {"full": {}, "typo": {"w_physics": 0.0}}))
+    with pytest.raises(ParamsError, match="empty"):
+        plan(_with_variants(params, {}))
+
+
+def test_repo_variants_are_valid_for_every_profile(params):
+    from autoperi.config import load_params
+
+    for profile in ("smoke", "default", "paper"):
+        items = plan(load_params(params.root / "params.yaml", profile))
+        assert items[0]["name"] == "full" and items[0]["trains"]
+        assert any(not i["trains"] for i in items)
