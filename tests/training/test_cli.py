@@ -31,7 +31,7 @@ TINY_MODEL = {
     "sample_steps": 2,
     "w_ef": 0.0,
 }
-TINY_TRAIN = {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "threads": 1, "datasets": ["perov_5"]}
+TINY_TRAIN = {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "threads": 1}
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,7 @@ def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("project")
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["data"]["processed_dir"] = "processed"
+    raw["train"]["datasets"] = ["perov_5"]  # a stage list: base section only (profiles may not change it)
     raw["profiles"]["clitest"] = {"model": TINY_MODEL, "train": TINY_TRAIN}
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
     (root / "processed").mkdir()
