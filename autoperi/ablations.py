@@ -32,7 +32,8 @@ def variant_model_config(params: Params, name: str, overrides: dict) -> ModelCon
 
 
 def plan(params: Params) -> list[dict]:
-    """One entry per variant: name, overrides, whether it trains, and which checkpoint it samples from."""
+    """One entry per variant: name, overrides, its model config, whether it trains, and which checkpoint it samples
+    from. Unknown override keys are refused here, before anything runs."""
     cfg = params.ablations
     if not cfg.variants:
         raise ParamsError("params.yaml ablations.variants is empty")
@@ -41,10 +42,10 @@ def plan(params: Params) -> list[dict]:
     out = []
     for name in names:
         overrides = dict(cfg.variants[name] or {})
-        variant_model_config(params, name, overrides)  # refuse unknown keys before anything runs
+        model = variant_model_config(params, name, overrides)
         trains = name == names[0] or not set(overrides) <= SAMPLING_KEYS
         source = name if trains else names[0]
-        out.append({"name": name, "overrides": overrides, "trains": trains,
+        out.append({"name": name, "overrides": overrides, "model": model, "trains": trains,
                     "checkpoint": models_dir / source / "best.pt"})
     return out
 
@@ -65,8 +66,7 @@ def run_ablations(params: Params, client=None, progress: bool = True) -> dict[st
     rows: dict[str, dict] = {}
     for item in plan(params):
         name, overrides = item["name"], item["overrides"]
-        model_cfg = variant_model_config(params, name, overrides)
-        variant = dataclasses.replace(params, model=model_cfg,
+        variant = dataclasses.replace(params, model=item["model"],
                                       train=dataclasses.replace(params.train, max_minutes=cfg.max_minutes))
         row: dict = {"overrides": overrides, "trained": item["trains"],
                      "checkpoint": str(item["checkpoint"].relative_to(params.root))}
@@ -96,9 +96,7 @@ def run_ablations(params: Params, client=None, progress: bool = True) -> dict[st
 
 
 def _plain(value):
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item"):
+    if hasattr(value, "item"):  # numpy scalars in the evaluation's result
         return value.item()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
