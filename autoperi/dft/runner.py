@@ -250,6 +250,16 @@ def _mae_r2(pred: np.ndarray, ref: np.ndarray) -> tuple[float | None, float | No
     return float(np.abs(err).mean()), r2, int(ok.sum())
 
 
+def _spearman(pred: np.ndarray, ref: np.ndarray) -> float | None:
+    """Rank correlation: whether DFT orders structures as the other source does, whatever its reference energies."""
+    from scipy.stats import spearmanr
+
+    ok = np.isfinite(pred) & np.isfinite(ref)
+    if ok.sum() < 3 or np.ptp(pred[ok]) == 0 or np.ptp(ref[ok]) == 0:
+        return None
+    return float(spearmanr(pred[ok], ref[ok]).statistic)
+
+
 def formation_energies(records: list[dict], references: dict[str, dict]) -> pd.DataFrame:
     """One row per single-point record: DFT formation energy (eV/atom) or the reason it is missing."""
     from pymatgen.core import Structure
@@ -332,12 +342,16 @@ def surrogate_formation_energies(structures: list, checkpoint_path: Path | None)
 def summarize(
     folder: Path, tasks: list[dict], references: dict[str, dict], protocol: Protocol, gpaw_version: str,
     wall_s: float, surrogate_checkpoint: Path | None = None, with_chgnet: bool = True, extra: dict | None = None,
+    database_ef: dict | None = None,
 ) -> dict:
-    """The stage's numbers for one (dataset, source); also writes `formation_energies.csv` next to the records."""
+    """The stage's numbers for one (dataset, source); also writes `formation_energies.csv` next to the records.
+    `database_ef` (name → eV/atom), when given, replaces the value each record stored when it ran."""
     from pymatgen.core import Structure
 
     records = load_records(folder, tasks)
     table = formation_energies(records, references)
+    if database_ef and len(table):
+        table["database_ef"] = [database_ef.get(name, math.nan) for name in table["name"]]
     by_name = {r["name"]: r for r in records}
     if len(table):
         table["chgnet_ef"] = chgnet_formation_energies(table, records, references) if with_chgnet else math.nan
@@ -359,9 +373,11 @@ def summarize(
     for key, column in [("surrogate", "surrogate_ef"), ("chgnet", "chgnet_ef"), ("database", "database_ef")]:
         if len(table):
             mae, r2, n = _mae_r2(table["dft_ef"].to_numpy(float), table[column].to_numpy(float))
+            rho = _spearman(table["dft_ef"].to_numpy(float), table[column].to_numpy(float))
         else:
-            mae, r2, n = None, None, 0
+            mae, r2, n, rho = None, None, 0, None
         summary[f"ef_mae_vs_{key}"], summary[f"ef_r2_vs_{key}"], summary[f"ef_n_vs_{key}"] = mae, r2, n
+        summary[f"ef_spearman_vs_{key}"] = rho
     done_relax = [r for r in relax if r["status"] == "ok"]
     if surrogate_checkpoint is not None and Path(surrogate_checkpoint).exists():
         summary["surrogate_unit"] = surrogate_unit(surrogate_checkpoint)

@@ -17,7 +17,15 @@ from pathlib import Path
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from autoperi.dft.runner import ensure_references, formation_energies, load_records, run_structures, structure_tasks
+from autoperi.dft.protocol import Protocol
+from autoperi.dft.runner import (
+    ensure_references,
+    formation_energies,
+    load_records,
+    run_structures,
+    structure_tasks,
+    summarize,
+)
 from tests.dft.conftest import TINY, aluminium, requires_gpaw, silicon
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +57,26 @@ def test_formation_energy_from_cached_references_hand_worked():
     missing = formation_energies(records[:1], {"Na": refs["Na"], "Cl": {"status": "failed"}}).iloc[0]
     assert missing["status"] == "failed" and missing["reason"] == "reference_failed:Cl"
 
+
+
+def test_summary_uses_stage_database_values_and_ranks(tmp_path):
+    # Records keep the database value they ran with; the stage's (per-atom) values replace it in the summary, so a
+    # unit fix never needs a DFT rerun. Three NaCl-like cells with hand-set energies: E_f = -1.95, -1.45, -0.95.
+    refs = {"Na": {"status": "ok", "energy_per_atom": -1.3}, "Cl": {"status": "ok", "energy_per_atom": -1.8}}
+    (tmp_path / "structures").mkdir()
+    for k, energy in enumerate([-7.0, -6.0, -5.0]):
+        record = {"name": f"s{k}", "kind": "single_point", "formula": "NaCl", "n_atoms": 2, "status": "ok",
+                  "energy_ev": energy, "structure": _nacl(1).as_dict(), "database_ef": 99.0}
+        (tmp_path / "structures" / f"s{k}.json").write_text(json.dumps(record))
+    database = {"s0": -1.75, "s1": -1.55, "s2": -0.65}  # errors +0.2, -0.1, +0.3 (DFT minus database)
+    tasks = [{"name": f"s{k}", "relax": False} for k in range(3)]
+    summary = summarize(tmp_path, tasks, refs, Protocol(), "test", 1.0, with_chgnet=False, database_ef=database)
+    assert summary["ef_n_vs_database"] == 3
+    assert summary["ef_mae_vs_database"] == pytest.approx(0.2)
+    assert summary["ef_spearman_vs_database"] == pytest.approx(1.0)
+    stored = summarize(tmp_path, tasks, refs, Protocol(), "test", 1.0, with_chgnet=False)
+    assert stored["ef_mae_vs_database"] == pytest.approx(99.0 + 1.45)  # without the override: the stored values
+    assert stored["ef_spearman_vs_database"] is None  # constant stored values: no ranking to compare
 
 @requires_gpaw
 def test_reference_phase_supercell_has_zero_formation_energy(tmp_path):
