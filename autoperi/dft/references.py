@@ -13,6 +13,9 @@ Reference structures (stated in every cached JSON under "structure_source"):
     (cost), so a few elements whose ground state has a large cell (Ga, Mn, B, P, S) get a higher-energy
     polymorph and their compounds' E_f is too negative by that polymorph's energy × the element's fraction.
     No re-relaxation with GPAW.
+  - S (no ASE bulk state, no small MP-20 cell): one S8 crown ring in the molecule box, Γ only. α-S is a molecular
+    crystal of these rings held by dispersion, which plain PBE barely binds, so the ring is PBE's α-S up to a small
+    intermolecular term (stated, not corrected).
 Cache: `<cache_dir>/<protocol.tag>/<El>.json`, so a changed protocol never reuses old numbers.
 """
 
@@ -28,6 +31,7 @@ import numpy as np
 from autoperi.dft.protocol import Protocol
 
 MOLECULES = {"H": "H2", "N": "N2", "O": "O2", "F": "F2", "Cl": "Cl2"}
+RING_FALLBACK = {"S": 8}  # elements whose solid is a molecular crystal of rings: used when no candidate phase exists
 MOLECULE_BOX_ANGSTROM = (9.0, 9.5, 10.0)
 DEFAULT_CACHE_DIR = "reports/dft/references"
 DEFAULT_UNARY_TABLE = "data/processed/mp_20.parquet"
@@ -57,6 +61,23 @@ def molecule_reference(element: str):
     atoms.pbc = True
     if element == "O":
         atoms.set_initial_magnetic_moments([1.0, 1.0])
+    return atoms
+
+
+def ring_molecule(element: str, n: int = 8, bond_angstrom: float = 2.05, angle_deg: float = 108.0):
+    """A puckered (crown, D_nd) ring of n atoms with the given bond length and bond angle, in the molecule box.
+
+    Atoms k = 0..n-1 sit at azimuth 2πk/n on a circle of radius R, alternately at ±h/2: the second-neighbour distance
+    2R sin(2π/n) fixes R from the bond angle, the bond length then fixes h. S8: R = 2.35 Å, h = 0.99 Å."""
+    from ase import Atoms
+
+    second = 2 * bond_angstrom * np.sin(np.radians(angle_deg) / 2)
+    radius = second / (2 * np.sin(2 * np.pi / n))
+    h = np.sqrt(bond_angstrom**2 - (2 * radius * np.sin(np.pi / n)) ** 2)
+    phi = 2 * np.pi * np.arange(n) / n
+    positions = np.stack([radius * np.cos(phi), radius * np.sin(phi), h / 2 * (-1.0) ** np.arange(n)], axis=1)
+    atoms = Atoms(f"{element}{n}", positions=positions, cell=MOLECULE_BOX_ANGSTROM, pbc=True)
+    atoms.center()
     return atoms
 
 
@@ -109,6 +130,12 @@ def choose_reference_structures(elements, unary_table: str | Path = DEFAULT_UNAR
         energies = chgnet_energies([AseAtomsAdaptor.get_structure(a) for _, a, _ in flat]) if flat else []
     except ImportError:
         energies = [float(len(a)) for _, a, _ in flat]  # no CHGNet: fewest atoms (ASE bulk listed first)
+    for el in sorted(set(elements) - set(chosen) - set(pending)):
+        if el in RING_FALLBACK:
+            n = RING_FALLBACK[el]
+            chosen[el] = {"atoms": ring_molecule(el, n), "molecule": True,
+                          "structure_source": f"{el}{n} crown ring in a {MOLECULE_BOX_ANGSTROM} Å box, Γ only "
+                                              "(no small solid cell; α-S is a molecular crystal of S8 rings)"}
     for el in pending:
         rows = [(e, len(a), a, s) for (e_el, a, s), e in zip(flat, energies, strict=True) if e_el == el and e == e]
         if not rows:

@@ -222,3 +222,22 @@ def test_tasks_of_structures_read_from_extxyz_are_json(tmp_path):
     tasks = structure_tasks([(name, structure)], TINY, 60.0, 8, relax_names=[name])
     assert len(tasks) == 2 and json.loads(json.dumps(tasks))[0]["structure"]["sites"]
     assert Structure.from_dict(tasks[0]["structure"]) == structure
+
+
+def test_sulfur_reference_falls_back_to_an_s8_crown_ring(tmp_path):
+    # S has no ASE bulk state and no small MP-20 cell: the S8 ring (α-S's molecule) stands in, with the bond
+    # length and angle it was built with, and every other element keeps its own rule.
+    import numpy as np
+
+    from autoperi.dft.references import choose_reference_structures, ring_molecule
+
+    ring = ring_molecule("S", 8, bond_angstrom=2.05, angle_deg=108.0)
+    d = ring.get_all_distances(mic=True)
+    bonded = [d[k, (k + 1) % 8] for k in range(8)]
+    assert np.allclose(bonded, 2.05, atol=1e-9)
+    v1, v2 = ring.positions[0] - ring.positions[1], ring.positions[2] - ring.positions[1]
+    assert np.degrees(np.arccos(v1 @ v2 / (np.linalg.norm(v1) * np.linalg.norm(v2)))) == pytest.approx(108.0)
+    assert np.sort(d[0])[3] > 3.0  # no third atom within bonding distance: a ring, not a cluster
+    chosen = choose_reference_structures(["S", "O"], tmp_path / "no_unaries.parquet")
+    assert chosen["S"]["molecule"] and len(chosen["S"]["atoms"]) == 8 and "S8" in chosen["S"]["structure_source"]
+    assert chosen["O"]["structure_source"].startswith("molecule O2")
