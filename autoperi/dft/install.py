@@ -49,6 +49,13 @@ def find_setup_dir() -> Path | None:
     return None
 
 
+def has_setup(element: str, xc: str = "PBE") -> bool:
+    """Whether the installed PAW data set holds `element` for `xc` (Debian's gpaw-data lacks lanthanides, actinides
+    and Tc); True when no setup folder is found (GPAW then reports what is missing itself)."""
+    folder = find_setup_dir()
+    return folder is None or any(folder.glob(f"{element}.{xc}*")) or any(folder.glob(f"{element}.*.{xc}*"))
+
+
 def ensure_gpaw() -> str:
     """Import GPAW with a setup path in place; returns GPAW's version. Raises GpawMissing with install advice.
 

@@ -53,24 +53,35 @@ def select_oracle(params: Params, dataset: str, n: int, seed: int, max_atoms: in
     eligible = [i for i in order if test.loc[i, "n_atoms"] <= max_atoms]
     if column is not None:
         eligible = [i for i in eligible if math.isfinite(float(test.loc[i, column]))]
-    chosen = test.loc[eligible[:n]].sort_values("n_atoms", kind="stable")
+    covered = [i for i in eligible if _setups_cover(test.loc[i, "elements"])]
+    chosen = test.loc[covered[:n]].sort_values("n_atoms", kind="stable")
     structures = [(str(row["id"]), record_to_structure(row)) for _, row in chosen.iterrows()]
     per_cell = dataset in DATABASE_PER_CELL
     database = {str(row["id"]): float(row[column]) / (float(row["n_atoms"]) if per_cell else 1.0)
                 for _, row in chosen.iterrows()} if column else {}
-    info = {"selection": f"test split, n_atoms <= {max_atoms}, finite {column}, default_rng({seed}) permutation, "
-                         f"first {n}", "n_test": int(len(test)), "n_eligible": len(eligible),
+    info = {"selection": f"test split, n_atoms <= {max_atoms}, finite {column}, every element with a PAW setup, "
+                         f"default_rng({seed}) permutation, first {n}", "n_test": int(len(test)),
+            "n_eligible": len(covered), "n_excluded_no_paw_setup": len(eligible) - len(covered),
             "database_property": column + (" / n_atoms" if per_cell else "") if column else None,
             "database_definition": DATABASE_DEFINITION.get(dataset)}
     return structures, database, info
 
 
+def _setups_cover(elements) -> bool:
+    from autoperi.dft.install import has_setup
+
+    return all(has_setup(str(el)) for el in elements)
+
+
 def select_from_file(path: Path, n: int, seed: int) -> tuple[list, dict]:
-    """Seeded random subset of `n` valid structures of a structures file; refused inputs are counted."""
+    """Seeded random subset of `n` valid structures of a structures file; refused inputs are counted. Structures
+    with an element the installed PAW data set lacks are left out before the draw (counted): the missing setup is
+    this machine's limit, not the generator's."""
     from autoperi.data.readers import read_structures
 
     items = read_structures(path)
-    valid = [(name, s) for name, s in items if not hasattr(s, "reason")]
+    readable = [(name, s) for name, s in items if not hasattr(s, "reason")]
+    valid = [(name, s) for name, s in readable if _setups_cover(s.composition.get_el_amt_dict())]
     refused = {}
     for _, s in items:
         if hasattr(s, "reason"):
@@ -80,8 +91,10 @@ def select_from_file(path: Path, n: int, seed: int) -> tuple[list, dict]:
     names = [name for name, _ in chosen]
     if len(set(names)) != len(names):  # extxyz frames without names: make them unique and stable
         chosen = [(f"{i:04d}_{name}", s) for i, (name, s) in zip(sorted(order), chosen, strict=True)]
-    info = {"selection": f"{path}: valid structures, default_rng({seed}) permutation, first {n}",
-            "n_read": len(items), "n_valid": len(valid), "n_refused_input": refused}
+    info = {"selection": f"{path}: valid structures, every element with a PAW setup, default_rng({seed}) "
+                         f"permutation, first {n}",
+            "n_read": len(items), "n_valid": len(valid), "n_refused_input": refused,
+            "n_excluded_no_paw_setup": len(readable) - len(valid)}
     return chosen, info
 
 

@@ -241,3 +241,23 @@ def test_sulfur_reference_falls_back_to_an_s8_crown_ring(tmp_path):
     chosen = choose_reference_structures(["S", "O"], tmp_path / "no_unaries.parquet")
     assert chosen["S"]["molecule"] and len(chosen["S"]["atoms"]) == 8 and "S8" in chosen["S"]["structure_source"]
     assert chosen["O"]["structure_source"].startswith("molecule O2")
+
+
+@requires_gpaw
+def test_structures_without_paw_setups_are_left_out_and_counted(tmp_path):
+    # Debian's gpaw-data has no lanthanides: an Nd crystal is excluded before the seeded draw (and counted), so it
+    # neither fails against the generator nor shifts which other structures are drawn.
+    from ase.io import write
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from autoperi.dft.install import has_setup
+    from autoperi.dft.stage import select_from_file
+
+    assert has_setup("Na") and has_setup("S") and not has_setup("Nd")
+    nd = Structure(Lattice.cubic(4.0), ["Nd", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    frames = [_nacl(1), nd, _nacl(3)]
+    path = tmp_path / "s.extxyz"
+    write(path, [AseAtomsAdaptor.get_atoms(s) for s in frames], format="extxyz")
+    chosen, info = select_from_file(path, n=5, seed=0)
+    assert info["n_excluded_no_paw_setup"] == 1 and info["n_valid"] == 2
+    assert all("Nd" not in s.composition for _, s in chosen) and len(chosen) == 2
