@@ -13,9 +13,11 @@ Reference structures (stated in every cached JSON under "structure_source"):
     (cost), so a few elements whose ground state has a large cell (Ga, Mn, B, P, S) get a higher-energy
     polymorph and their compounds' E_f is too negative by that polymorph's energy × the element's fraction.
     No re-relaxation with GPAW.
-  - S (no ASE bulk state, no small MP-20 cell): one S8 crown ring in the molecule box, Γ only. α-S is a molecular
-    crystal of these rings held by dispersion, which plain PBE barely binds, so the ring is PBE's α-S up to a small
-    intermolecular term (stated, not corrected).
+  - Elements with neither (no ASE bulk state, no MP-20 unary of <= 8 atoms) get a built-in structure
+    (`FALLBACK_PHASES`): S one S8 crown ring in the molecule box, Γ only (α-S is a molecular crystal of these rings
+    held by dispersion, which plain PBE barely binds); B the 12-atom α-rhombohedral cell (Decker & Kasper 1959);
+    Mn fcc γ-Mn (a = 3.63 Å, spin-polarised; PBE puts the 58-atom α-Mn lower, so Mn compounds' E_f is too
+    negative by that difference × the Mn fraction). Stated in each reference's structure_source, not corrected.
 Cache: `<cache_dir>/<protocol.tag>/<El>.json`, so a changed protocol never reuses old numbers.
 """
 
@@ -31,7 +33,6 @@ import numpy as np
 from autoperi.dft.protocol import Protocol
 
 MOLECULES = {"H": "H2", "N": "N2", "O": "O2", "F": "F2", "Cl": "Cl2"}
-RING_FALLBACK = {"S": 8}  # elements whose solid is a molecular crystal of rings: used when no candidate phase exists
 MOLECULE_BOX_ANGSTROM = (9.0, 9.5, 10.0)
 DEFAULT_CACHE_DIR = "reports/dft/references"
 DEFAULT_UNARY_TABLE = "data/processed/mp_20.parquet"
@@ -79,6 +80,32 @@ def ring_molecule(element: str, n: int = 8, bond_angstrom: float = 2.05, angle_d
     atoms = Atoms(f"{element}{n}", positions=positions, cell=MOLECULE_BOX_ANGSTROM, pbc=True)
     atoms.center()
     return atoms
+
+
+def alpha_boron():
+    """α-B: R-3m, hexagonal a = 4.9179, c = 12.5805 Å, B at 18h (0.11886, -x, 0.89133) and (0.19686, -x, 0.02432)
+    (Decker & Kasper 1959); the 12-atom primitive cell."""
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    hexagonal = Structure.from_spacegroup("R-3m", Lattice.hexagonal(4.9179, 12.5805), ["B", "B"],
+                                          [[0.11886, -0.11886, 0.89133], [0.19686, -0.19686, 0.02432]])
+    return AseAtomsAdaptor.get_atoms(hexagonal.get_primitive_structure())
+
+
+def gamma_manganese():
+    from ase.build import bulk
+
+    return bulk("Mn", "fcc", a=3.63)
+
+
+# element → (builder, structure_source, molecule?) for elements with no ASE bulk state and no small MP-20 cell
+FALLBACK_PHASES = {
+    "S": (lambda: ring_molecule("S", 8), f"S8 crown ring in a {MOLECULE_BOX_ANGSTROM} Å box, Γ only (no small "
+          "solid cell; α-S is a molecular crystal of S8 rings)", True),
+    "B": (alpha_boron, "α-B, 12-atom rhombohedral cell (Decker & Kasper 1959 coordinates)", False),
+    "Mn": (gamma_manganese, "fcc γ-Mn, a = 3.63 Å (α-Mn's 58-atom cell is too costly; PBE puts it lower)", False),
+}
 
 
 def candidate_phases(element: str, unary_table: str | Path = DEFAULT_UNARY_TABLE) -> list[tuple[object, str]]:
@@ -131,11 +158,9 @@ def choose_reference_structures(elements, unary_table: str | Path = DEFAULT_UNAR
     except ImportError:
         energies = [float(len(a)) for _, a, _ in flat]  # no CHGNet: fewest atoms (ASE bulk listed first)
     for el in sorted(set(elements) - set(chosen) - set(pending)):
-        if el in RING_FALLBACK:
-            n = RING_FALLBACK[el]
-            chosen[el] = {"atoms": ring_molecule(el, n), "molecule": True,
-                          "structure_source": f"{el}{n} crown ring in a {MOLECULE_BOX_ANGSTROM} Å box, Γ only "
-                                              "(no small solid cell; α-S is a molecular crystal of S8 rings)"}
+        if el in FALLBACK_PHASES:
+            build, source, molecule = FALLBACK_PHASES[el]
+            chosen[el] = {"atoms": build(), "molecule": molecule, "structure_source": source}
     for el in pending:
         rows = [(e, len(a), a, s) for (e_el, a, s), e in zip(flat, energies, strict=True) if e_el == el and e == e]
         if not rows:

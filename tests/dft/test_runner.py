@@ -224,9 +224,9 @@ def test_tasks_of_structures_read_from_extxyz_are_json(tmp_path):
     assert Structure.from_dict(tasks[0]["structure"]) == structure
 
 
-def test_sulfur_reference_falls_back_to_an_s8_crown_ring(tmp_path):
-    # S has no ASE bulk state and no small MP-20 cell: the S8 ring (α-S's molecule) stands in, with the bond
-    # length and angle it was built with, and every other element keeps its own rule.
+def test_elements_without_a_small_cell_get_their_built_in_reference(tmp_path):
+    # S, B and Mn have no ASE bulk state and no small MP-20 cell: the S8 ring (α-S's molecule), α-B and γ-Mn stand
+    # in, with the geometry they were built with, and every other element keeps its own rule.
     import numpy as np
 
     from autoperi.dft.references import choose_reference_structures, ring_molecule
@@ -238,9 +238,14 @@ def test_sulfur_reference_falls_back_to_an_s8_crown_ring(tmp_path):
     v1, v2 = ring.positions[0] - ring.positions[1], ring.positions[2] - ring.positions[1]
     assert np.degrees(np.arccos(v1 @ v2 / (np.linalg.norm(v1) * np.linalg.norm(v2)))) == pytest.approx(108.0)
     assert np.sort(d[0])[3] > 3.0  # no third atom within bonding distance: a ring, not a cluster
-    chosen = choose_reference_structures(["S", "O"], tmp_path / "no_unaries.parquet")
+    chosen = choose_reference_structures(["S", "O", "B", "Mn"], tmp_path / "no_unaries.parquet")
     assert chosen["S"]["molecule"] and len(chosen["S"]["atoms"]) == 8 and "S8" in chosen["S"]["structure_source"]
     assert chosen["O"]["structure_source"].startswith("molecule O2")
+    boron = chosen["B"]["atoms"]  # α-B: 12 atoms, B-B bonds 1.67-1.79 Å, 7.3 Å^3/atom (experiment: 7.3)
+    nearest = (boron.get_all_distances(mic=True) + 10 * np.eye(12)).min(axis=1)
+    assert len(boron) == 12 and nearest.min() > 1.6 and nearest.max() < 1.85
+    assert boron.get_volume() / 12 == pytest.approx(7.32, abs=0.05)
+    assert len(chosen["Mn"]["atoms"]) == 1 and not chosen["Mn"]["molecule"]
 
 
 @requires_gpaw
