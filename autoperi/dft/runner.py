@@ -216,6 +216,9 @@ def run_greedy(
         references.update(ensure_references(need, protocol, cache_dir, unary_table, timeout_s, client))
     write_csv(folder, tasks)
     elements = sorted({el for t in tasks for el in task_elements(t)})
+    missing = [el for el in elements if status(el) is None]  # e.g. a reference added after its structures ran
+    if missing:
+        references.update(ensure_references(missing, protocol, cache_dir, unary_table, timeout_s, client))
     out = {}
     for el in elements:
         out[el] = references.get(el) or cached_reference(el, protocol, cache_dir) or {

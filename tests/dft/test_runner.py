@@ -200,6 +200,9 @@ def test_greedy_order_runs_covered_structures_before_computing_new_references(tm
     assert (tmp_path / "run" / "structures.csv").read_text().count("\n") == 4
     runner.run_greedy(tasks, tmp_path / "run", TINY, tmp_path / "refs", None, 60)  # resumed: nothing left to do
     assert len(events) == 4
+    (tmp_path / "refs" / TINY.tag / "Al.json").unlink()  # a reference missing after its structures ran (e.g. added
+    refs = runner.run_greedy(tasks, tmp_path / "run", TINY, tmp_path / "refs", None, 60)  # later): computed now
+    assert events[4:] == [("references", ("Al",))] and refs["Al"]["status"] == "ok"
 
 
 def test_missing_paw_dataset_gets_a_short_reason():
