@@ -40,15 +40,18 @@ def test_training_reduces_every_loss_term(tiny):
     surrogate = FormationEnergySurrogate({"cutoff_angstrom": 4.0})
     model.attach_surrogate(surrogate)
     assert set(terms_at(model, batch)) == set(LOSS_TERMS)
-    before = {k: sum(terms_at(model, batch, s)[k] for s in range(3)) for k in LOSS_TERMS}
+    # Overfit one fixed draw of the noise (z, t, x_0, lattice noise): with fresh noise every step, 40 steps leave the
+    # flow-matching coordinate term within its sampling noise, and whether it ends lower then depends on the CPU's
+    # float summation order (seen: 0.89x with 1 thread, 1.09x with 2 on an AMD EPYC). One draw makes it a real test.
+    before = terms_at(model, batch, seed=0)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for step in range(40):
-        torch.manual_seed(100 + step)
+    for _ in range(40):
+        torch.manual_seed(0)
         total, _ = model.loss(batch)
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
-    after = {k: sum(terms_at(model, batch, s)[k] for s in range(3)) for k in LOSS_TERMS}
+    after = terms_at(model, batch, seed=0)
     assert all(math.isfinite(v) for v in after.values())
     for key in LOSS_TERMS:
         assert after[key] < before[key], (key, before[key], after[key])
