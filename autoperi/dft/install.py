@@ -7,6 +7,7 @@ without the user exporting anything: `ensure_gpaw()` sets GPAW_SETUP_PATH from t
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -49,6 +50,7 @@ def find_setup_dir() -> Path | None:
     return None
 
 
+@functools.cache  # asked per element of every candidate structure: list the folder once each
 def has_setup(element: str, xc: str = "PBE") -> bool:
     """Whether the installed PAW data set holds `element` for `xc` (Debian's gpaw-data lacks lanthanides, actinides
     and Tc); True when no setup folder is found (GPAW then reports what is missing itself)."""

@@ -10,8 +10,8 @@ Reference structures (stated in every cached JSON under "structure_source"):
     simple reference state) and the MP-20 unary crystals of the element (PBE-relaxed; MP-20's processed table has
     no formation energies for unaries, so MP's ground-state label cannot be read off), the one with the lowest
     CHGNet energy per atom (ties within 10 meV/atom → fewest atoms); MP-20 cells above 8 atoms are not candidates
-    (cost), so a few elements whose ground state has a large cell (Ga, Mn, B, P, S) get a higher-energy
-    polymorph and their compounds' E_f is too negative by that polymorph's energy × the element's fraction.
+    (cost), so elements whose ground state has a large cell (Ga, P) get a higher-energy polymorph and their
+    compounds' E_f is too negative by that polymorph's energy × the element's fraction.
     No re-relaxation with GPAW.
   - Elements with neither (no ASE bulk state, no MP-20 unary of <= 8 atoms) get a built-in structure
     (`FALLBACK_PHASES`): S one S8 crown ring in the molecule box, Γ only (α-S is a molecular crystal of these rings

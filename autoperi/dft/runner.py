@@ -217,7 +217,7 @@ def run_greedy(
     write_csv(folder, tasks)
     elements = sorted({el for t in tasks for el in task_elements(t)})
     ran = {el for t in tasks if not t["too_large"] for el in task_elements(t)}
-    missing = [el for el in elements if el in ran and status(el) is None]  # e.g. added after its structures ran
+    missing = [el for el in sorted(ran) if status(el) is None]  # e.g. a reference added after its structures ran
     if missing:
         references.update(ensure_references(missing, protocol, cache_dir, unary_table, timeout_s, client))
     out = {}

@@ -58,7 +58,6 @@ def test_formation_energy_from_cached_references_hand_worked():
     assert missing["status"] == "failed" and missing["reason"] == "reference_failed:Cl"
 
 
-
 def test_summary_uses_stage_database_values_and_ranks(tmp_path):
     # Records keep the database value they ran with; the stage's (per-atom) values replace it in the summary, so a
     # unit fix never needs a DFT rerun. Three NaCl-like cells with hand-set energies: E_f = -1.95, -1.45, -0.95.
@@ -77,6 +76,7 @@ def test_summary_uses_stage_database_values_and_ranks(tmp_path):
     stored = summarize(tmp_path, tasks, refs, Protocol(), "test", 1.0, with_chgnet=False)
     assert stored["ef_mae_vs_database"] == pytest.approx(99.0 + 1.45)  # without the override: the stored values
     assert stored["ef_spearman_vs_database"] is None  # constant stored values: no ranking to compare
+
 
 @requires_gpaw
 def test_reference_phase_supercell_has_zero_formation_energy(tmp_path):
