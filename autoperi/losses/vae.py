@@ -40,9 +40,19 @@ def lattice_loss(pred_code: Tensor, pred_theta: Tensor, code: Tensor, theta: Ten
     return (length_term + angle_term.sum(-1)).mean()
 
 
+def masked_mean_free(x: Tensor, mask: Tensor) -> Tensor:
+    """x [B, N, 3] minus its mean over the atoms of each crystal (mask [B, N], float): the part a common
+    translation cannot change."""
+    mean = (x * mask.unsqueeze(-1)).sum(1, keepdim=True) / mask.sum(1).clamp_min(1).view(-1, 1, 1)
+    return (x - mean) * mask.unsqueeze(-1)
+
+
 def flow_matching_loss(velocity: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """velocity, target [B, N, 3] (target already a minimum-image difference), mask [B, N] → scalar."""
-    err = (velocity - target).pow(2).sum(-1)
+    """velocity, target [B, N, 3] (target already a minimum-image difference), mask [B, N] → scalar.
+
+    The target's per-crystal mean (a common translation of all atoms) is removed, as in FlowMM: a crystal's origin
+    is arbitrary and the translation-invariant decoder cannot predict it, so that part is irreducible noise."""
+    err = (velocity - masked_mean_free(target, mask)).pow(2).sum(-1)
     return (err * mask).sum() / mask.sum().clamp_min(1)
 
 

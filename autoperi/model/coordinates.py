@@ -3,7 +3,9 @@ iterative as in DiffCSP / FlowMM).
 
 Path and target. x_0 ~ Uniform[0, 1)^3 per atom, x_1 = data, w(d) = d − round(d) ∈ [−0.5, 0.5) the periodic minimum
 image; x_t = x_0 + t·w(x_1 − x_0) (mod 1) and the target velocity is u = w(x_1 − x_0), constant along the geodesic.
-The loss is |v̂(x_t, t) − u|² — a periodic difference, never a Euclidean difference of raw fractional coordinates.
+The loss is |v̂(x_t, t) − (u − ū)|², ū the mean over the crystal's atoms — a periodic difference, never a Euclidean
+difference of raw fractional coordinates; the common translation ū is removed from target and output (the origin of
+a crystal is arbitrary, and the network cannot see it).
 Sampling integrates dx/dt = v̂ with K Euler steps (x ← x + v̂/K mod 1): K network evaluations per crystal.
 
 Network (CSPNet-style periodic transformer over all atom pairs of a crystal, dense and padded). Node state from
@@ -22,6 +24,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from autoperi.losses.vae import masked_mean_free
 from autoperi.model.encoder import mlp
 
 
@@ -108,8 +111,8 @@ class CoordinateDecoder(nn.Module):
             h, m = layer(h, pair, pair_mask, n_atoms)
             h = h * maskf.unsqueeze(-1)
         weight = self.pair_weight(m) * pair_mask.unsqueeze(-1)
-        velocity = (delta * weight).sum(2) / n_atoms.view(-1, 1, 1) + self.node_velocity(h)
-        return velocity * maskf.unsqueeze(-1), (self.bond(m).squeeze(-1) if with_bonds else None)
+        velocity = masked_mean_free((delta * weight).sum(2) / n_atoms.view(-1, 1, 1) + self.node_velocity(h), maskf)
+        return velocity, (self.bond(m).squeeze(-1) if with_bonds else None)
 
     @torch.no_grad()
     def integrate(self, species: Tensor, mask: Tensor, lattice: Tensor, z: Tensor, cond_emb: Tensor, n_steps: int,
