@@ -89,3 +89,22 @@ def test_velocity_of_a_padded_crystal_equals_its_unpadded_velocity(decoder_input
     torch.testing.assert_close(alone[0], v[2, :n], atol=1e-10, rtol=1e-10)
     torch.testing.assert_close(alone_bonds[0], bonds[2, :n, :n], atol=1e-10, rtol=1e-10)
     assert v[2, n:].abs().max() == 0  # padded slots get no velocity
+
+
+def test_velocity_and_loss_ignore_a_common_translation(decoder_inputs):
+    from autoperi.losses.vae import flow_matching_loss
+
+    dec, (x, t, species, mask, lattice, z, cond) = decoder_inputs
+    v, _ = dec(x, t, species, mask, lattice, z, cond)
+    maskf = mask.double()
+    # the output has no net drift over each crystal's atoms, and padding stays zero
+    torch.testing.assert_close((v * maskf.unsqueeze(-1)).sum(1), torch.zeros(3, 3, dtype=torch.float64), atol=1e-12,
+                               rtol=0)
+    assert v[2, 4:].abs().max() == 0
+    target = torch.randn(v.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 0.3
+    shifted = target + torch.tensor([[[0.2, -0.1, 0.05]], [[0.0, 0.3, 0.0]], [[-0.4, 0.0, 0.1]]], dtype=torch.float64)
+    base = flow_matching_loss(v, target, maskf)
+    torch.testing.assert_close(flow_matching_loss(v, shifted, maskf), base, atol=1e-12, rtol=0)
+    # a non-uniform change of the target does change the loss
+    assert abs(flow_matching_loss(v, target + 0.1 * torch.arange(6.0, dtype=torch.float64).view(1, 6, 1), maskf)
+               - base) > 1e-4
