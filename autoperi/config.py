@@ -114,6 +114,7 @@ class ModelConfig:
     max_atomic_number: int = 100
     lattice_noise: float = 0.05                   # σ of the noise on the lattice code during training
     sample_steps: int = 10                        # Euler steps of the coordinate decoder (network evals / crystal)
+    coord_draws: int = 1                          # flow-matching (x_0, t) draws per crystal per step (one encoder pass)
     coordinate_retries: int = 4                   # re-integrate crystals with atoms < 0.5 Å apart (each: +K evals)
     species_temperature: float = 1.0              # atom count and slot elements drawn at this temperature (0 = argmax)
     beta: float = 0.01                            # weight of KL(q(z_G|x) || N(0, I))

@@ -208,15 +208,20 @@ class AutoPeriGNN(nn.Module):
         terms["flow_nll"] = -log_p.mean() / (cfg.latent_dim + 6)
 
         x1, _ = to_dense_batch(batch.frac_coords.to(dtype), batch.batch, batch_size=n_graphs)
-        t = torch.rand(n_graphs, dtype=dtype)
-        xt, target = interpolate(torch.rand_like(x1), x1, t.view(-1, 1, 1))
-        velocity, bond_logits = self.coords(xt, t, species, mask, lattice, z, cond_emb)
-        terms["recon_coords"] = vae.flow_matching_loss(velocity, target, mask.to(dtype))
-        bonds = vae.bond_targets(x1, lattice, species, mask, self.radii)
-        terms["recon_bonds"] = vae.bond_loss(bond_logits, bonds, mask)
+        # cfg.coord_draws (x_0, t) draws per crystal share one encoder pass: the decoder of small cells costs little
+        # next to the encoder, and it is the part that needs the most updates. Draw k of crystal b sits at k·B + b.
+        k = max(1, cfg.coord_draws)
+        rep = (lambda x: x.repeat((k,) + (1,) * (x.dim() - 1))) if k > 1 else (lambda x: x)
+        x1_k, species_k, mask_k, lattice_k = rep(x1), rep(species), rep(mask), rep(lattice)
+        t = torch.rand(k * n_graphs, dtype=dtype)
+        xt, target = interpolate(torch.rand_like(x1_k), x1_k, t.view(-1, 1, 1))
+        velocity, bond_logits = self.coords(xt, t, species_k, mask_k, lattice_k, rep(z), rep(cond_emb))
+        terms["recon_coords"] = vae.flow_matching_loss(velocity, target, mask_k.to(dtype))
+        bonds = vae.bond_targets(x1_k, lattice_k, species_k, mask_k, self.radii)
+        terms["recon_bonds"] = vae.bond_loss(bond_logits, bonds, mask_k)
 
         x1_hat = torch.remainder(xt + (1.0 - t.view(-1, 1, 1)) * velocity, 1.0)
-        terms.update(self.physics_terms(x1_hat, x1, lattice, species, mask, t))
+        terms.update(self.physics_terms(x1_hat, x1_k, lattice_k, species_k, mask_k, t))
         weights = {"recon_species": cfg.w_species, "recon_counts": cfg.w_counts, "recon_lattice": cfg.w_lattice,
                    "recon_coords": cfg.w_coords, "recon_bonds": cfg.w_bonds, "kl": cfg.beta, "flow_nll": cfg.w_flow,
                    "physics_ef": cfg.w_ef, "physics_rdf": cfg.w_rdf}
