@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from autoperi.model.coordinates import masked_mean_free
+
 BOND_TOLERANCE = 1.25
 
 
@@ -38,13 +40,6 @@ def lattice_loss(pred_code: Tensor, pred_theta: Tensor, code: Tensor, theta: Ten
     length_term = (pred_code - code).pow(2).sum(-1)
     angle_term = 2.0 - 2.0 * torch.cos(pred_theta - theta)  # = |e^{iθ̂} − e^{iθ}|²
     return (length_term + angle_term.sum(-1)).mean()
-
-
-def masked_mean_free(x: Tensor, mask: Tensor) -> Tensor:
-    """x [B, N, 3] minus its mean over the atoms of each crystal (mask [B, N], float): the part a common
-    translation cannot change."""
-    mean = (x * mask.unsqueeze(-1)).sum(1, keepdim=True) / mask.sum(1).clamp_min(1).view(-1, 1, 1)
-    return (x - mean) * mask.unsqueeze(-1)
 
 
 def flow_matching_loss(velocity: Tensor, target: Tensor, mask: Tensor) -> Tensor:

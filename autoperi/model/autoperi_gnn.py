@@ -217,7 +217,7 @@ class AutoPeriGNN(nn.Module):
         xt, target = interpolate(torch.rand_like(x1_k), x1_k, t.view(-1, 1, 1))
         velocity, bond_logits = self.coords(xt, t, species_k, mask_k, lattice_k, rep(z), rep(cond_emb))
         terms["recon_coords"] = vae.flow_matching_loss(velocity, target, mask_k.to(dtype))
-        bonds = vae.bond_targets(x1_k, lattice_k, species_k, mask_k, self.radii)
+        bonds = rep(vae.bond_targets(x1, lattice, species, mask, self.radii))  # the same for every draw
         terms["recon_bonds"] = vae.bond_loss(bond_logits, bonds, mask_k)
 
         x1_hat = torch.remainder(xt + (1.0 - t.view(-1, 1, 1)) * velocity, 1.0)

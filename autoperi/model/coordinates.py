@@ -24,13 +24,19 @@ import math
 import torch
 from torch import Tensor, nn
 
-from autoperi.losses.vae import masked_mean_free
 from autoperi.model.encoder import mlp
 
 
 def wrap(delta: Tensor) -> Tensor:
     """Periodic minimum image of fractional differences: d − round(d) ∈ [−0.5, 0.5]."""
     return delta - torch.round(delta)
+
+
+def masked_mean_free(x: Tensor, mask: Tensor) -> Tensor:
+    """x [B, N, 3] minus its mean over the atoms of each crystal (mask [B, N], float): the part a common
+    translation cannot change."""
+    mean = (x * mask.unsqueeze(-1)).sum(1, keepdim=True) / mask.sum(1).clamp_min(1).view(-1, 1, 1)
+    return (x - mean) * mask.unsqueeze(-1)
 
 
 def interpolate(x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
