@@ -93,7 +93,8 @@ def _niggli_lattice_row(structure: Structure) -> list[float]:
 def score_structures(
     structures: Sequence[Structure], scaler: tuple[np.ndarray, np.ndarray], fingerprints: bool = True
 ) -> pd.DataFrame:
-    """One row per structure with SCORE_COLUMNS (fingerprints as float lists, None where they failed).
+    """One row per structure with SCORE_COLUMNS (fingerprints as float lists, None where they failed, or for both
+    fingerprints when `fingerprints` is False: the train novelty index needs neither and stays small).
 
     Validity follows the CDVAE protocol (`structure_validity`, `composition_validity`); `density` (g/cm³) and the
     Niggli lattice row are NaN/inf-safe for degenerate cells; `n_prim_sites` and the lattice row are only computed
@@ -113,9 +114,9 @@ def score_structures(
             comp_ok = False
         volume = structure.volume
         density = float(structure.density) if volume > 1e-12 else np.inf
-        if formula not in comp_cache:
+        if fingerprints and formula not in comp_cache:
             comp_cache[formula] = composition_fingerprint(composition, means, stds)
-        comp_fp = comp_cache[formula]
+        comp_fp = comp_cache[formula] if fingerprints else None
         struct_fp = structure_fingerprint(structure) if fingerprints else None
         lattice_row = _niggli_lattice_row(structure) if struct_ok else [np.nan] * len(LATTICE_COLUMNS)
         rows.append(
@@ -128,7 +129,7 @@ def score_structures(
                 "n_prim_sites": matcher_primitive_sites(structure) if struct_ok else -1,
                 **dict(zip(LATTICE_COLUMNS, lattice_row, strict=True)),
                 "struct_fp": None if struct_fp is None else [float(x) for x in struct_fp],
-                "comp_fp": [float(x) for x in comp_fp],
+                "comp_fp": None if comp_fp is None else [float(x) for x in comp_fp],
             }
         )
     return pd.DataFrame(rows, columns=list(SCORE_COLUMNS))

@@ -80,6 +80,9 @@ def test_references_match_direct_fingerprints_and_are_cached(params, tmp_path, p
         for r in perov_table[perov_table["split"] != "test"].to_dict("records")
     ]
     assert (tmp_path / "references" / "perov_5" / "fingerprints_meta.json").exists()
+    # The novelty index keeps formulas and primitive-cell sizes, no fingerprints (nothing reads them for train rows).
+    train_cache = ScoreCache(tmp_path / "references" / "perov_5" / "train_scores").load()
+    assert len(train_cache) == 24 and train_cache["comp_fp"].isna().all() and train_cache["struct_fp"].isna().all()
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a cached reference set was computed again")
