@@ -1,4 +1,5 @@
-"""`autoperi generate`: sample crystals from a trained AutoPeri-GNN checkpoint (registered by autoperi/cli.py)."""
+"""`autoperi generate` (sample crystals from a trained AutoPeri-GNN checkpoint) and `autoperi csp` (structure prediction
+match rate on a test split); registered by autoperi/cli.py."""
 
 from __future__ import annotations
 
@@ -29,8 +30,34 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_csp(args) -> int:
+    import torch
+
+    from autoperi.config import load_params
+    from autoperi.data.registry import load_processed
+    from autoperi.sampling.csp import write_csp_report
+    from autoperi.sampling.sampler import load_model
+
+    torch.set_num_threads(args.threads)
+    params = load_params(args.params)
+    checkpoint = args.checkpoint or params.path(params.train.models_dir) / args.dataset / "best.pt"
+    try:
+        model, meta = load_model(checkpoint)
+    except FileNotFoundError as exc:
+        print(f"autoperi csp: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or params.path(params.evaluation.metrics_dir) / args.dataset / "autoperi_csp.json"
+    frame = load_processed(params, [args.dataset])[args.dataset]
+    report = write_csp_report(model, frame, out, ks=tuple(args.k), max_compositions=args.max_compositions or None,
+                              n_steps=args.steps, seed=args.seed,
+                              extra={"checkpoint": str(checkpoint), "checkpoint_epoch": (meta.get("progress") or {}).get("epoch"),
+                                     "threads": args.threads})
+    print(json.dumps({"out": str(out), **report["results"]}))
+    return 0
+
+
 def register(sub) -> None:
-    """Add `autoperi generate` to the `autoperi` parser."""
+    """Add `autoperi generate` and `autoperi csp` to the `autoperi` parser."""
     gen = sub.add_parser("generate", help="sample crystals from a trained AutoPeri-GNN checkpoint")
     gen.add_argument("--checkpoint", required=True, help="models/<dataset>/best.pt")
     gen.add_argument("--n", type=int, default=1000, help="number of crystals")
@@ -44,3 +71,15 @@ def register(sub) -> None:
     gen.add_argument("--symmetrize", action="store_true", help="refine each sample to the space group spglib finds")
     gen.add_argument("--cif-dir", default=None, help="also write one CIF per sample into this folder")
     gen.set_defaults(func=cmd_generate)
+
+    csp = sub.add_parser("csp", help="crystal structure prediction match rate on a dataset's test split")
+    csp.add_argument("--dataset", required=True, help="processed dataset whose test split is predicted, e.g. perov_5")
+    csp.add_argument("--checkpoint", default=None, help="default: <train.models_dir>/<dataset>/best.pt")
+    csp.add_argument("--params", default="params.yaml")
+    csp.add_argument("--max-compositions", type=int, default=100, help="seeded subset of test rows (0 = all)")
+    csp.add_argument("--k", type=int, nargs="+", default=[1, 20], help="samples per composition to score")
+    csp.add_argument("--steps", type=int, default=None, help="Euler steps (default: the model's)")
+    csp.add_argument("--seed", type=int, default=0)
+    csp.add_argument("--threads", type=int, default=2)
+    csp.add_argument("--out", default=None, help="default: <evaluation.metrics_dir>/<dataset>/autoperi_csp.json")
+    csp.set_defaults(func=cmd_csp)

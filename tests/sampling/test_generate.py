@@ -86,3 +86,29 @@ def test_symmetrize_reports_the_group_found(checkpoint, tmp_path):
                  "--threads", "1", "--steps", "3", "--symmetrize"]) == 0
     _, ase = read_back(out)
     assert all(1 <= atoms.info["spacegroup_found"] <= 230 for atoms in ase)
+
+
+
+def test_csp_match_rate_counts_a_composition_matched_within_k_samples(checkpoint, monkeypatch):
+    """Bookkeeping of the CDVAE CSP metric: row 0 is matched by its 2nd sample only (k = 1 misses, k = 2 hits, RMSE
+    0), row 1 never (its samples are another crystal)."""
+    from autoperi.sampling import csp
+    from autoperi.sampling.sampler import load_model
+
+    path, structures = checkpoint
+    model, _ = load_model(path)
+    frame = frame_of(structures[:2], split="test")
+    first = structures[0].composition.formula.replace(" ", "")
+
+    def as_sample(s):
+        return {"atomic_numbers": [site.specie.Z for site in s], "frac_coords": s.frac_coords,
+                "lattice": s.lattice.matrix}
+
+    def samples_for(model, composition, n, **kwargs):
+        other = as_sample(structures[2])
+        return [other, as_sample(structures[0]) if composition == first else other][:n]
+
+    monkeypatch.setattr(csp, "sample_for_composition", samples_for)
+    result = csp.csp_match_rate(model, frame, ks=(1, 2))
+    assert result["1"] == {"match_rate": 0.0, "rmse": None, "n_compositions": 2}
+    assert result["2"]["match_rate"] == 50.0 and result["2"]["rmse"] == pytest.approx(0.0, abs=1e-6)
