@@ -48,10 +48,10 @@ def cmd_csp(args) -> int:
         return 2
     out = args.out or params.path(params.evaluation.metrics_dir) / args.dataset / "autoperi_csp.json"
     frame = load_processed(params, [args.dataset])[args.dataset]
+    epoch = (meta.get("progress") or {}).get("epoch")
     report = write_csp_report(model, frame, out, ks=tuple(args.k), max_compositions=args.max_compositions or None,
                               n_steps=args.steps, seed=args.seed,
-                              extra={"checkpoint": str(checkpoint), "checkpoint_epoch": (meta.get("progress") or {}).get("epoch"),
-                                     "threads": args.threads})
+                              extra={"checkpoint": str(checkpoint), "checkpoint_epoch": epoch, "threads": args.threads})
     print(json.dumps({"out": str(out), **report["results"]}))
     return 0
 
