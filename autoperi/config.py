@@ -112,8 +112,10 @@ class ModelConfig:
     flow_bins: int = 8
     max_atoms: int = 64
     max_atomic_number: int = 100
-    lattice_noise: float = 0.05                   # σ of the noise on the lattice code during training
+    lattice_noise: float = 0.05                   # σ of the noise on the lattice code the flow is fitted to
+    lattice_denoise_max: float | None = None      # lattice decoder input noise σ ~ U(lattice_noise, this) per crystal
     sample_steps: int = 10                        # Euler steps of the coordinate decoder (network evals / crystal)
+    ot_pairing: bool = False                      # pair x_0 to x_1 atoms of one element by optimal transport
     coord_draws: int = 1                          # flow-matching (x_0, t) draws per crystal per step (one encoder pass)
     coordinate_retries: int = 4                   # re-integrate crystals with atoms < 0.5 Å apart (each: +K evals)
     species_temperature: float = 1.0              # atom count and slot elements drawn at this temperature (0 = argmax)

@@ -3,9 +3,12 @@ over (z_G, ℓ, θ), decoders for atom count, composition, lattice and (iterativ
 fractional coordinates and bonds; the loss terms of seed §3.
 
 Training (`loss`): z_G ~ q(z_G | crystal) by reparameterisation; the lattice code is computed exactly from the Gram
-matrix and perturbed by small Gaussian noise (σ = cfg.lattice_noise on ℓ and θ); the lattice decoder cleans it,
-informed by z_G and the composition. The flow is fitted by maximum likelihood to (z_G, noisy ℓ, noisy θ) with z_G
-detached, so it learns the aggregate posterior without pulling the encoder (two-stage VAE / learned prior). β·KL
+matrix. The flow is fitted by maximum likelihood to (z_G, ℓ, θ) perturbed by small Gaussian noise (σ =
+cfg.lattice_noise) with z_G detached, so it learns the aggregate posterior without pulling the encoder (two-stage VAE
+/ learned prior). The lattice decoder cleans a code perturbed by σ ~ U(lattice_noise, lattice_denoise_max) per
+crystal, informed by z_G and the composition: at sampling, the flow's ℓ is drawn jointly with z_G but not with the
+composition decoded from it, and a decoder trained only on small noise passes it through nearly unchanged (volume
+uncorrelated with mass, measured on Perov-5); trained on large noise it pulls ℓ towards the composition. β·KL
 to N(0, I) keeps the posterior smooth. Physics terms act on the one-step estimate x̂_1 = x_t + (1 − t)·v̂.
 
 Sampling (`sample`): space group g ~ training frequencies (or given) → (z_G, ℓ, θ) ~ flow(· | g) → N, composition
@@ -26,7 +29,7 @@ from torch_geometric.utils import to_dense_batch
 
 from autoperi.config import GraphConfig, ModelConfig
 from autoperi.losses import vae
-from autoperi.model.coordinates import CoordinateDecoder, interpolate
+from autoperi.model.coordinates import CoordinateDecoder, interpolate, pair_by_species
 from autoperi.model.decoders import CompositionDecoder, LatticeDecoder, canonical_order_keys
 from autoperi.model.encoder import PeriodicEncoder
 from autoperi.model.flow import LatentFlow
@@ -201,7 +204,12 @@ class AutoPeriGNN(nn.Module):
         noisy_code = code + cfg.lattice_noise * torch.randn_like(code)
         noisy_theta = theta + cfg.lattice_noise * torch.randn_like(theta)
         comp_emb = self.composition_embedding(species, mask)
-        pred_code, pred_theta = self.lattice(z, noisy_code, noisy_theta, comp_emb, cond_emb)
+        if cfg.lattice_denoise_max is None:
+            in_code, in_theta = noisy_code, noisy_theta
+        else:
+            sigma = torch.empty(n_graphs, 1, dtype=dtype).uniform_(cfg.lattice_noise, cfg.lattice_denoise_max)
+            in_code, in_theta = code + sigma * torch.randn_like(code), theta + sigma * torch.randn_like(theta)
+        pred_code, pred_theta = self.lattice(z, in_code, in_theta, comp_emb, cond_emb)
         terms["recon_lattice"] = vae.lattice_loss(pred_code, pred_theta, code, theta)
 
         log_p = self.flow.log_prob(torch.cat([z.detach(), noisy_code], dim=-1), noisy_theta, sg - 1)
@@ -214,7 +222,10 @@ class AutoPeriGNN(nn.Module):
         rep = (lambda x: x.repeat((k,) + (1,) * (x.dim() - 1))) if k > 1 else (lambda x: x)
         x1_k, species_k, mask_k, lattice_k = rep(x1), rep(species), rep(mask), rep(lattice)
         t = torch.rand(k * n_graphs, dtype=dtype)
-        xt, target = interpolate(torch.rand_like(x1_k), x1_k, t.view(-1, 1, 1))
+        x0 = torch.rand_like(x1_k)
+        if cfg.ot_pairing:
+            x0 = pair_by_species(x0, x1_k, species_k, mask_k, lattice_k)
+        xt, target = interpolate(x0, x1_k, t.view(-1, 1, 1))
         velocity, bond_logits = self.coords(xt, t, species_k, mask_k, lattice_k, rep(z), rep(cond_emb))
         terms["recon_coords"] = vae.flow_matching_loss(velocity, target, mask_k.to(dtype))
         bonds = rep(vae.bond_targets(x1, lattice, species, mask, self.radii))  # the same for every draw

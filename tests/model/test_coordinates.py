@@ -3,10 +3,12 @@ equivariance, lattice-vector invariance."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from autoperi.model.coordinates import CoordinateDecoder, interpolate, wrap
+from autoperi.model.coordinates import CoordinateDecoder, interpolate, pair_by_species, wrap
 from tests.model.helpers import random_rotation, randomize
 
 
@@ -108,3 +110,36 @@ def test_velocity_and_loss_ignore_a_common_translation(decoder_inputs):
     # a non-uniform change of the target does change the loss
     assert abs(flow_matching_loss(v, target + 0.1 * torch.arange(6.0, dtype=torch.float64).view(1, 6, 1), maskf)
                - base) > 1e-4
+
+
+def test_species_pairing_is_the_cheapest_same_element_assignment():
+    """Against brute force over every same-element permutation: 2 crystals (one padded), a skewed cell."""
+    import itertools
+
+    torch.manual_seed(3)
+    species = torch.tensor([[8, 8, 8, 22, 56, 8], [14, 14, 14, 6, 0, 0]])
+    mask = species > 0
+    lattice = torch.stack([torch.tensor([[4.0, 0.0, 0.0], [1.2, 3.5, 0.0], [0.3, 0.4, 5.0]]),
+                           torch.diag(torch.tensor([3.0, 6.0, 4.5]))])
+    x0, x1 = torch.rand(2, 6, 3), torch.rand(2, 6, 3)
+    paired = pair_by_species(x0, x1, species, mask, lattice)
+
+    def cost(b, x):
+        d = wrap(x1[b] - x[b]) @ lattice[b]
+        return float((d.pow(2).sum(-1) * mask[b]).sum())
+
+    for b in range(2):
+        slots = {int(z): [i for i in range(6) if mask[b, i] and species[b, i] == z] for z in species[b].unique() if z}
+        best = math.inf
+        for perms in itertools.product(*(itertools.permutations(s) for s in slots.values())):
+            order = list(range(6))
+            for s, p in zip(slots.values(), perms, strict=True):
+                for i, j in zip(s, p, strict=True):
+                    order[i] = j
+            best = min(best, cost(b, x0[:, order]))
+        assert cost(b, paired) == pytest.approx(best, rel=1e-6)
+        assert cost(b, paired) <= cost(b, x0) + 1e-9
+        # a permutation within each element: the same multiset of points per element, padding untouched
+        for z, s in slots.items():
+            assert sorted(map(tuple, paired[b, s].tolist())) == sorted(map(tuple, x0[b, s].tolist())), z
+        torch.testing.assert_close(paired[b, ~mask[b]], x0[b, ~mask[b]])

@@ -77,3 +77,33 @@ def test_sampling_respects_space_group_and_atom_counts(tiny):
         steps = model.cfg.sample_steps  # K Euler steps, once more per retry of a crystal with overlapping atoms
         assert s["network_evals"] % steps == 0
         assert steps <= s["network_evals"] <= steps * (1 + model.cfg.coordinate_retries)
+
+
+@pytest.mark.parametrize("denoise_max", [None, 2.0])
+def test_lattice_decoder_sees_the_noise_range_it_is_trained_for(tiny, denoise_max):
+    """The flow is fitted to codes with σ = lattice_noise; the lattice decoder's input noise is σ ~ U(lattice_noise,
+    lattice_denoise_max) per crystal (or the flow's σ when unset)."""
+    from autoperi.model.lattice import encode_lattice
+
+    stats, batch = tiny
+    model = AutoPeriGNN(small_config(lattice_noise=0.05, lattice_denoise_max=denoise_max), stats)
+    seen = []
+    forward = model.lattice.forward
+
+    def record(z, code, theta, comp_emb, cond_emb):
+        seen.append(code.detach().clone())
+        return forward(z, code, theta, comp_emb, cond_emb)
+
+    model.lattice.forward = record
+    n_atoms = torch.bincount(batch.batch, minlength=batch.num_graphs)
+    code, _ = encode_lattice(batch.lattice.float(), n_atoms, model.length_mean, model.length_std)
+    deviations = []
+    for seed in range(25):
+        torch.manual_seed(seed)
+        model.loss(batch)
+        deviations.append((seen[-1] - code).flatten())
+    spread = float(torch.cat(deviations).std())
+    if denoise_max is None:
+        assert spread == pytest.approx(0.05, rel=0.25)
+    else:  # std of σ·ε with σ ~ U(0.05, 2): sqrt(E[σ²]) ≈ 1.18
+        assert 0.9 < spread < 1.5
