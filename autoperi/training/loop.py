@@ -126,6 +126,7 @@ def _new_progress() -> dict:
         "elapsed_s": 0.0,  # training wall time over all sessions (max_minutes counts this)
         "planned_epochs": None,  # epochs that fit in max_minutes (budget_schedule), re-planned after each epoch
         "planned_for_minutes": None,
+        "epoch_end_elapsed_s": [],  # elapsed_s at each epoch end (the plan uses the latest epochs' speed)
         "finished": False,  # stopped for good (early stopping); reaching `epochs` is not final: more can follow
         "stop_reason": "",
     }
@@ -348,6 +349,7 @@ def fit(
             prog["epoch"], prog["batch_in_epoch"] = epoch + 1, 0
             acc.clear()
             acc.update(_new_accumulator())
+            prog.setdefault("epoch_end_elapsed_s", []).append(prog["elapsed_s"])
             if cfg.max_minutes is not None and cfg.budget_schedule and not prog["finished"]:
                 prog["planned_epochs"] = distributed.broadcast_object(_plan_epochs(cfg, prog), job)
                 prog["planned_for_minutes"] = cfg.max_minutes
@@ -370,13 +372,22 @@ def fit(
 
 
 def _plan_epochs(cfg: TrainConfig, prog: dict) -> int:
-    """Epochs that fit in `max_minutes` at the mean wall time per epoch so far (never more than planned before),
-    so a cosine schedule reaches its floor inside the budget instead of being cut off at a high learning rate."""
+    """Epochs that fit in `max_minutes` at the wall time per epoch of the last (up to 3) epochs, so a cosine schedule
+    reaches its floor inside the budget instead of being cut off at a high learning rate. The plan follows the
+    current speed both ways (a first epoch slowed by other jobs no longer caps the run: measured, mp20_bt planned 6
+    epochs and used 45 of its 65 minutes), except that a schedule which has reached its planned end stays ended."""
     done = prog["epoch"]
-    per_epoch = prog["elapsed_s"] / max(done, 1)
+    previous = prog.get("planned_epochs")
+    if previous and done >= previous:
+        return previous
+    ends = prog.get("epoch_end_elapsed_s") or []
+    if len(ends) >= 2:
+        k = min(3, len(ends) - 1)
+        per_epoch = (ends[-1] - ends[-1 - k]) / k
+    else:
+        per_epoch = prog["elapsed_s"] / max(done, 1)
     remaining = 60 * cfg.max_minutes - prog["elapsed_s"]
-    plan = min(cfg.epochs, done + max(int(remaining // per_epoch), 0))
-    return min(plan, prog.get("planned_epochs") or plan)
+    return min(cfg.epochs, done + max(int(remaining // max(per_epoch, 1e-9)), 0))
 
 
 def _finish_epoch(model, val_data, cfg, collate, job, prog, acc, plateau, last_epoch: int) -> dict:

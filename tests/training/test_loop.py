@@ -173,6 +173,18 @@ def test_time_budget_plans_the_epochs_so_the_cosine_ends_inside_it(graphs, tmp_p
     assert result["planned_epochs"] == len(history)
     assert history[-1]["learning_rate"] == pytest.approx(1e-5)  # the schedule was planned to end here
     assert history[0]["learning_rate"] > 1e-3
+    # a first epoch slowed down (another job on the cores) does not cap the plan: it grows once epochs are faster
+    class SlowStart(FakeClock):
+        def monotonic(self):
+            self.now += 8.0 if self.now < 40 else 1.0
+            return self.now
+
+    monkeypatch.setattr(loop, "time", SlowStart())
+    slow = _run(TinyRegressor(), graphs[:24], graphs[24:], replace(cfg, max_minutes=2.0), tmp_path / "s")
+    first_plan = 1 + int((120 - slow["history"][0]["train_s"]) // slow["history"][0]["train_s"])
+    assert slow["stop_reason"] == "time_budget" and slow["planned_epochs"] > first_plan + 2
+    assert slow["history"][-1]["learning_rate"] == pytest.approx(1e-5)
+    monkeypatch.setattr(loop, "time", FakeClock())
     # without the plan the same budget cuts the run mid-schedule
     unplanned = _run(TinyRegressor(), graphs[:24], graphs[24:], replace(cfg, budget_schedule=False), tmp_path / "u")
     assert unplanned["stop_reason"] == "time_budget" and unplanned["history"][-1]["learning_rate"] > 1e-3
