@@ -37,10 +37,11 @@ def cmd_csp(args) -> int:
     from autoperi.data.registry import load_processed
     from autoperi.sampling.csp import write_csp_report
     from autoperi.sampling.sampler import load_model
+    from autoperi.training.records import BEST
 
     torch.set_num_threads(args.threads)
     params = load_params(args.params)
-    checkpoint = args.checkpoint or params.path(params.train.models_dir) / args.dataset / "best.pt"
+    checkpoint = args.checkpoint or params.path(params.train.models_dir) / args.dataset / BEST
     try:
         model, meta = load_model(checkpoint)
     except FileNotFoundError as exc:
