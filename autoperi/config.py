@@ -119,6 +119,7 @@ class ModelConfig:
     coord_draws: int = 1                          # flow-matching (x_0, t) draws per crystal per step (one encoder pass)
     coordinate_retries: int = 4                   # re-integrate crystals with atoms < 0.5 Å apart (each: +K evals)
     species_temperature: float = 1.0              # atom count and slot elements drawn at this temperature (0 = argmax)
+    composition_decoder: str = "slots"            # slots: independent elements; autoregressive: slot k sees 1..k-1
     beta: float = 0.01                            # weight of KL(q(z_G|x) || N(0, I))
     w_species: float = 1.0
     w_counts: float = 1.0

@@ -30,7 +30,7 @@ from torch_geometric.utils import to_dense_batch
 from autoperi.config import GraphConfig, ModelConfig
 from autoperi.losses import vae
 from autoperi.model.coordinates import CoordinateDecoder, interpolate, pair_by_species
-from autoperi.model.decoders import CompositionDecoder, LatticeDecoder, canonical_order_keys
+from autoperi.model.decoders import COMPOSITION_DECODERS, LatticeDecoder, canonical_order_keys
 from autoperi.model.encoder import PeriodicEncoder
 from autoperi.model.flow import LatentFlow
 from autoperi.model.lattice import (
@@ -135,12 +135,17 @@ class AutoPeriGNN(nn.Module):
                                        max_atomic_number=cfg.max_atomic_number)
         self.condition = nn.Embedding(N_SPACEGROUPS, cond)
         self.species_embedding = nn.Embedding(cfg.max_atomic_number + 1, hidden)
-        self.composition = CompositionDecoder(latent, cond, hidden, max_atoms, len(elements), stats["max_atoms"])
         self.lattice = LatticeDecoder(latent, cond, hidden)
         self.coords = CoordinateDecoder(hidden, latent, cond, cfg.decoder_layers, cfg.fourier_frequencies,
                                         cfg.max_atomic_number)
         self.flow = LatentFlow(latent + 3, 3, N_SPACEGROUPS, n_layers=cfg.flow_layers, hidden_dim=cfg.flow_hidden_dim,
                                n_bins=cfg.flow_bins, context_dim=0)
+        # built last: the other parts' initial weights do not depend on which composition decoder is chosen
+        if cfg.composition_decoder not in COMPOSITION_DECODERS:
+            raise ValueError(f"model.composition_decoder must be one of {sorted(COMPOSITION_DECODERS)}, "
+                             f"got {cfg.composition_decoder!r}")
+        self.composition = COMPOSITION_DECODERS[cfg.composition_decoder](latent, cond, hidden, max_atoms,
+                                                                         len(elements), stats["max_atoms"])
         self._surrogate = None  # frozen formation-energy surrogate, attached by `attach_surrogate`, not saved
 
     # ---- pieces ----------------------------------------------------------------------------------------------
@@ -195,9 +200,10 @@ class AutoPeriGNN(nn.Module):
         terms: dict[str, Tensor] = {"kl": vae.kl_normal(mu, logvar)}
 
         species, mask = to_dense_batch(batch.atomic_numbers, batch.batch, fill_value=0, batch_size=n_graphs)
-        n_logits, slot_logits = self.composition(z, cond_emb)
-        terms["recon_counts"] = vae.count_loss(n_logits, n_atoms)
-        terms["recon_species"] = vae.composition_loss(slot_logits, self.slot_targets(species, mask))
+        targets = self.slot_targets(species, mask)
+        terms["recon_counts"] = vae.count_loss(self.composition.count_logits(z, cond_emb), n_atoms)
+        slot_logits = self.composition.slot_loss_logits(z, cond_emb, n_atoms, targets)
+        terms["recon_species"] = vae.composition_loss(slot_logits, targets)
 
         lattice = batch.lattice.to(dtype)
         code, theta = encode_lattice(lattice, n_atoms, self.length_mean, self.length_std)
@@ -275,14 +281,14 @@ class AutoPeriGNN(nn.Module):
         """→ (species [B, N_max] in canonical slot order, 0 = padding; mask [B, N_max]). The atom count (among the
         counts seen in training) and each slot's element are drawn from the decoder's categoricals at temperature
         cfg.species_temperature (0 = the most probable one)."""
-        n_logits, slot_logits = self.composition(z, cond_emb)
+        n_logits = self.composition.count_logits(z, cond_emb)
         hist = torch.tensor(self.stats["n_atoms_hist"], dtype=n_logits.dtype)
         allowed = torch.zeros(n_logits.shape[-1], dtype=torch.bool)
         allowed[: len(hist)] = hist > 0
         n_atoms = self._draw(n_logits.masked_fill(~allowed, -math.inf), generator)
-        n_max = int(n_atoms.max())
-        species = self.elements[self._draw(slot_logits[:, :n_max], generator)]
-        mask = torch.arange(n_max) < n_atoms.unsqueeze(-1)
+        species = self.elements[self.composition.sample_slots(z, cond_emb, n_atoms,
+                                                              lambda logits: self._draw(logits, generator))]
+        mask = torch.arange(species.shape[1]) < n_atoms.unsqueeze(-1)
         return species * mask, mask
 
     def _draw(self, logits: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -32,10 +32,12 @@ def terms_at(model, batch, seed=0):
     return {k: float(v) for k, v in terms.items()}
 
 
-def test_training_reduces_every_loss_term(tiny):
+@pytest.mark.parametrize("composition", ["slots", "autoregressive"])
+def test_training_reduces_every_loss_term(tiny, composition):
     stats, batch = tiny
     torch.manual_seed(0)
-    cfg = small_config(beta=1.0, w_ef=1.0, w_rdf=1.0, ef_threshold=-5.0, lattice_noise=0.3)
+    cfg = small_config(beta=1.0, w_ef=1.0, w_rdf=1.0, ef_threshold=-5.0, lattice_noise=0.3,
+                       composition_decoder=composition)
     model = AutoPeriGNN(cfg, stats)
     surrogate = FormationEnergySurrogate({"cutoff_angstrom": 4.0})
     model.attach_surrogate(surrogate)
@@ -59,10 +61,11 @@ def test_training_reduces_every_loss_term(tiny):
     assert not any(k.startswith("_surrogate") for k in model.state_dict())
 
 
-def test_sampling_respects_space_group_and_atom_counts(tiny):
+@pytest.mark.parametrize("composition", ["slots", "autoregressive"])
+def test_sampling_respects_space_group_and_atom_counts(tiny, composition):
     stats, _ = tiny
     torch.manual_seed(0)
-    model = AutoPeriGNN(small_config(), stats).eval()
+    model = AutoPeriGNN(small_config(composition_decoder=composition), stats).eval()
     samples = model.sample(6, condition=221, generator=torch.Generator().manual_seed(0))
     lattices = torch.tensor(np.stack([s["lattice"] for s in samples]))
     lengths, angles = lattice_parameters(lattices)
