@@ -10,7 +10,7 @@ from autoperi.data.splits import read_id_list
 from tests.conftest import _run
 
 pytestmark = pytest.mark.slow
-NOTEBOOK_STAGES = ("data", "model", "train", "generate", "baselines", "ablations", "evaluation", "dft_validation")
+NOTEBOOK_STAGES = ("data", "model", "training", "generate", "baselines", "ablations", "evaluation", "dft_validation")
 
 
 def test_fetched_data_matches_data_dvc(repo_copy):
@@ -25,7 +25,8 @@ def test_dvc_repro_smoke_end_to_end(smoke_pipeline):
     root, first = smoke_pipeline.root, smoke_pipeline.first
     stages = _run([sys.executable, "-m", "dvc", "stage", "list", "--name-only"], root, smoke_pipeline.env).split()
     assert set(NOTEBOOK_STAGES) <= set(stages)
-    assert {"evaluate@perov_5-oracle", "evaluate@carbon_24-autoperi", "dft@mp20_bt-random", "references"} <= set(stages)
+    assert {"train@perov_5", "evaluate@perov_5-oracle", "evaluate@carbon_24-autoperi", "dft@mp20_bt-random",
+            "references"} <= set(stages)
     for stage in stages:  # every stage ran, each (dataset, model) evaluation and (dataset, source) DFT run included
         assert f"Running stage '{stage}'" in first, stage
 

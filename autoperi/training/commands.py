@@ -42,8 +42,8 @@ def cmd_train(args) -> int:
     # train.threads is the machine's share: split it between the processes unless --threads says otherwise
     threads = args.threads or max(1, params.train.threads // nproc)
     overrides = {"threads": threads}
-    if args.max_minutes is not None:
-        overrides["max_minutes"] = args.max_minutes
+    if args.max_minutes is not None:  # the command line wins over the per-dataset budgets of params.yaml
+        overrides.update(max_minutes=args.max_minutes, max_minutes_by_dataset=None)
     params = dataclasses.replace(params, train=dataclasses.replace(params.train, **overrides))
     if nproc > 1 and not distributed.launched_by_torchrun():
         args.threads = threads

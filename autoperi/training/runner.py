@@ -67,6 +67,14 @@ def surrogate_for(params: Params, dataset: str):
     return load_surrogate(path), path, sha256_of(path)
 
 
+def budget_for(cfg: TrainConfig, dataset: str) -> TrainConfig:
+    """`cfg` with `max_minutes` set to the dataset's entry of `max_minutes_by_dataset` where it has one."""
+    budgets = cfg.max_minutes_by_dataset or {}
+    if dataset not in budgets:
+        return cfg
+    return dataclasses.replace(cfg, max_minutes=budgets[dataset])
+
+
 def train_dataset(
     params: Params,
     dataset: str,
@@ -86,7 +94,7 @@ def train_dataset(
     """
     from autoperi.model.autoperi_gnn import AutoPeriGNN, batch_from_frame, collate, dataset_statistics
 
-    cfg = params.train
+    cfg = budget_for(params.train, dataset)
     if epochs is not None:
         cfg = dataclasses.replace(cfg, epochs=epochs)
     if frame is None:
@@ -141,6 +149,27 @@ def train_dataset(
     }
 
 
+def read_training_run(params: Params, dataset: str, frame: pd.DataFrame | None = None) -> dict:
+    """A finished (or interrupted) run of `dataset` read back from `<models_dir>/<dataset>/history.json`, with the
+    train/val counts of its splits: what `training_summary` and the training notebook need, without training."""
+    import json
+
+    path = params.path(params.train.models_dir) / dataset / "history.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no training run of {dataset} (run `autoperi train --dataset {dataset}` "
+                                f"or `dvc repro train@{dataset}`)")
+    run = json.loads(path.read_text())
+    if frame is None:
+        from autoperi.data.registry import load_processed
+
+        frame = load_processed(params, [dataset])[dataset]
+    train, val = select_splits(frame, params.train)
+    train_elements = {int(z) for zs in train["atomic_numbers"] for z in zs}
+    _, val_unknown = drop_unknown_elements(val, sorted(train_elements))
+    return {**run, "n_train": len(train), "n_val": len(val) - len(val_unknown),
+            "val_skipped_unknown_elements": val_unknown}
+
+
 def training_summary(results: dict[str, dict]) -> dict[str, dict]:
     """Per dataset, the numbers `dvc metrics show` lists: epochs, stop reason, best val loss, wall minutes, median
     crystals/s of the training pass, and counts of train/val crystals and skipped steps or rows."""
@@ -158,7 +187,7 @@ def training_summary(results: dict[str, dict]) -> dict[str, dict]:
             "n_val": r["n_val"],
             "val_skipped_unknown_elements": len(r["val_skipped_unknown_elements"]),
             "skipped_steps": r["skipped_steps"],
-            "graphs_s": round(r["graphs_s"], 2),
+            "graphs_s": round(r["graphs_s"], 2) if "graphs_s" in r else None,  # not kept by read_training_run
         }
     return out
 

@@ -16,6 +16,7 @@ import yaml
 from autoperi.cli import main
 from autoperi.config import load_params
 from autoperi.training.checkpoint import load_checkpoint, read_checkpoint
+from autoperi.training.runner import read_training_run
 from tests.training.tiny import REPO, perov_frame
 
 TINY_MODEL = {
@@ -31,7 +32,8 @@ TINY_MODEL = {
     "sample_steps": 2,
     "w_ef": 0.0,
 }
-TINY_TRAIN = {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "threads": 1}
+TINY_TRAIN = {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "threads": 1, "max_minutes": 5.0,
+              "max_minutes_by_dataset": {"perov_5": 30.0, "mp20_bt": 1.0}}
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +76,7 @@ def test_train_cli_trains_resumes_and_logs(project, capsys):
     model, meta = load_checkpoint(out / "best.pt")
     assert type(model).__name__ == "AutoPeriGNN" and meta["config"]["model"]["hidden_dim"] == 16
     assert meta["stats"]["n_train"] == 24 and meta["config"]["dataset"] == "perov_5"
+    assert meta["config"]["train"]["max_minutes"] == 30.0  # the dataset's own budget
     crystals = model.sample(3, generator=torch.Generator().manual_seed(0))
     assert len(crystals) == 3 and all(c["lattice"].shape == (3, 3) for c in crystals)
 
@@ -86,10 +89,18 @@ def test_train_cli_trains_resumes_and_logs(project, capsys):
     assert {"checkpoints", "figures", "history.json"} <= artifacts
 
     # more epochs: resumes from last.pt and keeps the first two epochs as they were
-    more = _autoperi_here(project, capsys, "train", "--dataset", "perov_5", "--epochs", "3", "--no-mlflow")
+    more = _autoperi_here(project, capsys, "train", "--dataset", "perov_5", "--epochs", "3", "--no-mlflow",
+                          "--max-minutes", "20")
     assert more["epochs_completed"] == 3
     again = json.loads((out / "history.json").read_text())["history"]
-    assert again[:2] == history and read_checkpoint(out / "last.pt")["progress"]["epoch"] == 3
+    last = read_checkpoint(out / "last.pt")
+    assert again[:2] == history and last["progress"]["epoch"] == 3
+    assert last["config"]["train"]["max_minutes"] == 20.0  # the command line wins over max_minutes_by_dataset
+
+    # what the training notebook reads back, without training
+    run = read_training_run(load_params(project / "params.yaml", "clitest"), "perov_5")
+    assert run["epochs_completed"] == 3 and run["history"] == again
+    assert (run["n_train"], run["n_val"], run["val_skipped_unknown_elements"]) == (24, 8, [])
 
 
 @pytest.mark.slow
