@@ -57,6 +57,7 @@ class EvaluationConfig:
     metrics_dir: str = "reports/metrics"          # <dataset>/<model>.json + .csv
     references_dir: str = "data/references"       # cached reference fingerprints and hulls (DVC output)
     n_samples: int = 10000                        # samples scored per model (CDVAE protocol: 10,000)
+    sample_steps: dict | None = None              # Euler steps per dataset for the samples; unlisted: the checkpoint's
     n_wasserstein: int = 1000                     # valid samples for the Wasserstein distances (CDVAE: 1,000)
     max_reference: int | None = None              # cap on reference rows (quick profiles); null = all
     stability_n: int = 0                          # CHGNet relaxations per model (0 = skip stability)

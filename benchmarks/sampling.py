@@ -21,8 +21,9 @@ from pathlib import Path
 
 import torch
 
+from autoperi.config import load_params
 from autoperi.data.sources import sha256_of
-from autoperi.sampling.sampler import load_model, sampling_speed
+from autoperi.sampling.sampler import load_model, sample_steps_for, sampling_speed
 
 REPO = Path(__file__).resolve().parents[1]
 ANCHORS = {
@@ -37,10 +38,12 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["perov_5", "mp20_bt", "carbon_24"])
     parser.add_argument("--n", type=int, default=10000)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=None, help="Euler steps (default: each model's sample_steps)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="Euler steps (default: evaluation.sample_steps, else the model's)")
     parser.add_argument("--out", default=str(REPO / "reports/benchmarks/sampling.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    params = load_params(REPO / "params.yaml")
     out_path = Path(args.out)
     report = json.loads(out_path.read_text()) if out_path.exists() else {}
     report.update({
@@ -56,9 +59,10 @@ def main() -> None:
             print(f"{dataset}: no checkpoint at {checkpoint}, skipped")
             continue
         model, meta = load_model(checkpoint)
-        sampling_speed(model, 200, n_steps=args.steps)  # warm-up
+        steps = args.steps or sample_steps_for(params, dataset)
+        sampling_speed(model, 200, n_steps=steps)  # warm-up
         start = time.time()
-        result = sampling_speed(model, args.n, n_steps=args.steps)
+        result = sampling_speed(model, args.n, n_steps=steps)
         result["measured_at_unix"] = start
         result["checkpoint"] = {"path": str(checkpoint.relative_to(REPO)), "sha256": sha256_of(checkpoint),
                                 "epoch": (meta.get("progress") or {}).get("epoch"),

@@ -10,7 +10,8 @@ import sys
 def cmd_generate(args) -> int:
     import torch
 
-    from autoperi.sampling.sampler import generate, load_model, write_samples
+    from autoperi.config import load_params
+    from autoperi.sampling.sampler import generate, load_model, sample_steps_for, write_samples
 
     torch.set_num_threads(args.threads)
     try:
@@ -18,15 +19,16 @@ def cmd_generate(args) -> int:
     except FileNotFoundError as exc:
         print(f"autoperi generate: {exc}", file=sys.stderr)
         return 2
+    steps = args.steps or sample_steps_for(load_params(args.params), meta.get("config", {}).get("dataset"))
     try:
         samples = generate(model, args.n, spacegroup=args.space_group, composition=args.composition,
-                           n_steps=args.steps, seed=args.seed, batch_size=args.batch_size)
+                           n_steps=steps, seed=args.seed, batch_size=args.batch_size)
     except ValueError as exc:
         print(f"autoperi generate: {exc}", file=sys.stderr)
         return 2
     path = write_samples(samples, args.out, symmetrize=args.symmetrize, cif_dir=args.cif_dir)
     print(json.dumps({"n": len(samples), "out": str(path), "checkpoint": str(args.checkpoint),
-                      "dataset": meta.get("config", {}).get("dataset"), "steps": args.steps or model.cfg.sample_steps}))
+                      "dataset": meta.get("config", {}).get("dataset"), "steps": steps or model.cfg.sample_steps}))
     return 0
 
 
@@ -36,7 +38,7 @@ def cmd_csp(args) -> int:
     from autoperi.config import load_params
     from autoperi.data.registry import load_processed
     from autoperi.sampling.csp import write_csp_report
-    from autoperi.sampling.sampler import load_model
+    from autoperi.sampling.sampler import load_model, sample_steps_for
     from autoperi.training.records import BEST
 
     torch.set_num_threads(args.threads)
@@ -51,7 +53,7 @@ def cmd_csp(args) -> int:
     frame = load_processed(params, [args.dataset])[args.dataset]
     epoch = (meta.get("progress") or {}).get("epoch")
     report = write_csp_report(model, frame, out, ks=tuple(args.k), max_compositions=args.max_compositions or None,
-                              n_steps=args.steps, seed=args.seed,
+                              n_steps=args.steps or sample_steps_for(params, args.dataset), seed=args.seed,
                               extra={"checkpoint": str(checkpoint), "checkpoint_epoch": epoch, "threads": args.threads})
     print(json.dumps({"out": str(out), **report["results"]}))
     return 0
@@ -65,7 +67,8 @@ def register(sub) -> None:
     gen.add_argument("--out", required=True, help="extxyz file to write")
     gen.add_argument("--space-group", type=int, default=None, help="condition on this space group (1-230)")
     gen.add_argument("--composition", default=None, help="fix the composition, e.g. Ba2Ti2O6 (structure prediction)")
-    gen.add_argument("--steps", type=int, default=None, help="Euler steps of the coordinate decoder (default: model's)")
+    gen.add_argument("--steps", type=int, default=None,
+                     help="Euler steps (default: evaluation.sample_steps, else the model's)")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--batch-size", type=int, default=2000)
     gen.add_argument("--threads", type=int, default=2)

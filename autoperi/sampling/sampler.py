@@ -27,6 +27,13 @@ def load_model(checkpoint: str | Path):
     return load_checkpoint(checkpoint)
 
 
+def sample_steps_for(params, dataset: str | None) -> int | None:
+    """Euler steps for `dataset`'s samples from `evaluation.sample_steps` (None: the checkpoint's model.sample_steps).
+    The one place the pipeline, the CLI and the benchmark take the step count from."""
+    steps = (params.evaluation.sample_steps or {}).get(dataset)
+    return None if steps is None else int(steps)
+
+
 def to_structure(sample: dict) -> Structure:
     """A model sample dict (atomic_numbers, frac_coords, lattice) → pymatgen Structure."""
     return Structure(Lattice(np.asarray(sample["lattice"], dtype=float)), [int(z) for z in sample["atomic_numbers"]],

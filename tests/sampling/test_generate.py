@@ -89,6 +89,25 @@ def test_symmetrize_reports_the_group_found(checkpoint, tmp_path):
 
 
 
+@pytest.mark.parametrize("steps_by_dataset, expected", [({"perov_5": 3}, 3), ({"mp20_bt": 3}, 5), (None, 5)])
+def test_generate_takes_the_step_count_from_params(checkpoint, tmp_path, capsys, steps_by_dataset, expected):
+    """No --steps: evaluation.sample_steps of the checkpoint's dataset, else the checkpoint's model.sample_steps (5)."""
+    import json
+
+    import yaml
+
+    from tests.conftest import REPO
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["evaluation"]["sample_steps"] = steps_by_dataset
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    out = tmp_path / "s.extxyz"
+    assert main(["--params", str(tmp_path / "params.yaml"), "generate", "--checkpoint", str(checkpoint[0]),
+                 "--n", "4", "--out", str(out), "--threads", "1"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == expected
+    assert all(atoms.info["network_evals"] % expected == 0 for atoms in ase_read(out, index=":"))
+
+
 def test_csp_match_rate_counts_a_composition_matched_within_k_samples(checkpoint, monkeypatch):
     """Bookkeeping of the CDVAE CSP metric: row 0 is matched by its 2nd sample only (k = 1 misses, k = 2 hits, RMSE
     0), row 1 never (its samples are another crystal)."""
