@@ -5,8 +5,10 @@ Layout under `<out_dir>/<dataset>/`:
   <source>/structures/<name>.json   one record per structure (single point) and <name>__relax.json (relaxation)
   <source>/structures.csv           all records so far, rewritten as each one arrives
   <source>.json                     the summary (`summarize`)
-A record is final once written: a resumed run skips every name with a record, failures included (a failure counts
-against the structure; it is not retried). Failure reasons: too_large, scf_not_converged, timeout,
+A record is final once written: a resumed run skips every name with a record of the same structure, failures
+included (a failure counts against the structure; it is not retried). A record of another structure under the same
+name (the input file changed since) is moved to `<source>/structures/stale/` and the structure is run again.
+Failure reasons: too_large, scf_not_converged, timeout,
 gpaw_error:<msg>, reference_failed:<El> (the structure converged but an element's reference did not).
 """
 
@@ -87,9 +89,11 @@ def structure_tasks(
     from relax_inputs[name], e.g. the CHGNet-relaxed structure, when given)."""
     tasks = []
     for name, structure in structures:
+        plain = _plain_dict(structure)
         base = {"kind": "structure", "protocol": protocol.as_dict(), "timeout_s": timeout_s,
-                "formula": structure.composition.reduced_formula, "n_atoms": len(structure)}
-        tasks.append({**base, "name": name, "structure": _plain_dict(structure), "relax": False})
+                "formula": structure.composition.reduced_formula, "n_atoms": len(structure),
+                "input_key": structure_key(plain)}  # what resuming checks a record against
+        tasks.append({**base, "name": name, "structure": plain, "relax": False})
         if name in relax_names:
             start = (relax_inputs or {}).get(name, structure)
             tasks.append({**base, "name": f"{name}__relax", "structure": _plain_dict(start), "relax": True,
@@ -154,6 +158,46 @@ def ensure_references(
     return records
 
 
+def structure_key(structure: dict) -> str:
+    """sha256 of a structure dict's physical content (species, lattice and fractional coordinates to 1e-6; not the
+    dict's bookkeeping keys, which differ between pymatgen versions): identifies what a record was computed for."""
+    import hashlib
+
+    from pymatgen.core import Structure
+
+    s = Structure.from_dict(structure)
+    content = [[site.specie.Z for site in s], np.round(s.lattice.matrix, 6).tolist(),
+               np.round(np.mod(s.frac_coords, 1.0), 6).tolist()]
+    return hashlib.sha256(json.dumps(content).encode()).hexdigest()
+
+
+def _record_input_key(records_dir: Path, record: dict) -> str | None:
+    """The input structure a record was computed for. Records written before `input_key` existed: a single
+    point's own structure; a relaxation's (which starts from the CHGNet-relaxed input) that of its single point."""
+    if "input_key" in record:
+        return record["input_key"]
+    if record.get("kind") != "relax":
+        return structure_key(record.get("structure"))
+    single = records_dir / f"{safe_name(record['name'].removesuffix('__relax'))}.json"
+    return structure_key(json.loads(single.read_text()).get("structure")) if single.exists() else None
+
+
+def is_finished(records_dir: Path, task: dict) -> bool:
+    """Whether `task` has its record. A record computed for another input structure under the task's name is
+    moved to `stale/` (kept, never mixed into this run's results) and the task counts as not finished."""
+    path = records_dir / f"{safe_name(task['name'])}.json"
+    if not path.exists():
+        return False
+    if _record_input_key(records_dir, json.loads(path.read_text())) == task["input_key"]:
+        return True
+    stale = records_dir / "stale"
+    stale.mkdir(exist_ok=True)
+    path.replace(stale / path.name)
+    print(f"{path}: computed for another structure under this name (the input changed); moved to {stale}, "
+          "running it again", flush=True)
+    return False
+
+
 def run_structures(tasks: list[dict], folder: Path, client=None, database_ef: dict | None = None,
                    csv_tasks: list[dict] | None = None) -> list[dict]:
     """Run the tasks whose record does not exist yet; write each record (JSON + the CSV of `csv_tasks`, default
@@ -163,7 +207,7 @@ def run_structures(tasks: list[dict], folder: Path, client=None, database_ef: di
 
     records_dir = folder / "structures"
     records_dir.mkdir(parents=True, exist_ok=True)
-    todo = [t for t in tasks if not (records_dir / f"{safe_name(t['name'])}.json").exists()]
+    todo = [t for t in tasks if not is_finished(records_dir, t)]
 
     def on_result(i: int, result: dict) -> None:
         task = todo[i]
@@ -171,7 +215,8 @@ def run_structures(tasks: list[dict], folder: Path, client=None, database_ef: di
                   "formula": task["formula"], "n_atoms": task["n_atoms"],
                   "database_ef": (database_ef or {}).get(task["name"].removesuffix("__relax"), math.nan),
                   **{k: v for k, v in result.items() if k != "traceback"},
-                  "traceback": result.get("traceback", ""), "structure": task["structure"]}
+                  "traceback": result.get("traceback", ""), "structure": task["structure"],
+                  "input_key": task["input_key"]}
         path = records_dir / f"{safe_name(task['name'])}.json"
         path.with_suffix(".tmp").write_text(json.dumps(record, default=float))
         path.with_suffix(".tmp").replace(path)
@@ -196,7 +241,7 @@ def run_greedy(
     from autoperi.dft.references import cached_reference
 
     records_dir = folder / "structures"
-    pending = [t for t in tasks if not (records_dir / f"{safe_name(t['name'])}.json").exists()]
+    pending = [t for t in tasks if not is_finished(records_dir, t)]
     references: dict[str, dict] = {}
 
     def status(el: str) -> str | None:

@@ -123,7 +123,7 @@ def run_dft_source(
     compute=False only summarises the records and cached references already on disk (e.g. while a run is still
     going: `n_finished` < `n_submitted` then)."""
     from autoperi.dft.install import ensure_gpaw
-    from autoperi.dft.runner import run_greedy, structure_tasks, summarize, write_csv
+    from autoperi.dft.runner import is_finished, run_greedy, structure_tasks, summarize, write_csv
     from autoperi.parallel import dask_client
 
     cfg = params.dft
@@ -143,10 +143,10 @@ def run_dft_source(
     n_relax = cfg.n_relax if n_relax is None else n_relax
     relax = source != "oracle" if relax is None else relax
     relax_names = [name for name, _ in fitting[:n_relax]] if relax else []
-    done = {p.stem for p in (folder / "structures").glob("*.json")}
-    to_prerelax = [(name, s) for name, s in fitting if name in relax_names and f"{name}__relax" not in done]
-    if not compute:
-        to_prerelax = []
+    # CHGNet pre-relaxation only for relaxations still to run (a finished one is checked against its input)
+    unfinished = {t["name"] for t in structure_tasks(structures, protocol, cfg.timeout_s, cfg.max_atoms, relax_names)
+                  if not is_finished(folder / "structures", t)}
+    to_prerelax = [(name, s) for name, s in fitting if f"{name}__relax" in unfinished] if compute else []
     relax_inputs = chgnet_relaxed(to_prerelax) if to_prerelax else {}
     tasks = structure_tasks(structures, protocol, cfg.timeout_s, cfg.max_atoms, relax_names, relax_inputs,
                             cfg.relax_fmax, cfg.relax_steps)

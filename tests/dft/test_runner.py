@@ -205,6 +205,53 @@ def test_greedy_order_runs_covered_structures_before_computing_new_references(tm
     assert events[4:] == [("references", ("Al",))] and refs["Al"]["status"] == "ok"
 
 
+def test_a_record_of_another_structure_under_the_same_name_is_set_aside_and_rerun(tmp_path, monkeypatch):
+    # The samples file changed between runs (same names, other crystals): the old records must not be reused.
+    from autoperi.dft import runner
+
+    runs = []
+
+    def fake_task(task):
+        runs.append(task["name"])
+        return {"status": "ok", "energy_ev": -float(task["structure"]["lattice"]["a"]), "wall_s": 0.0}
+
+    monkeypatch.setattr(runner, "_structure_or_skip", fake_task)
+    first = structure_tasks([("s#0", silicon(5.40)), ("s#1", silicon(5.45))], TINY, 60, max_atoms=8)
+    run_structures(first, tmp_path / "run")
+    run_structures(first, tmp_path / "run")  # unchanged input: nothing runs again
+    assert runs == ["s#0", "s#1"]
+    second = structure_tasks([("s#0", silicon(5.40)), ("s#1", silicon(5.60))], TINY, 60, max_atoms=8)
+    records = {r["name"]: r for r in run_structures(second, tmp_path / "run")}
+    assert runs == ["s#0", "s#1", "s#1"] and len(records) == 2
+    assert records["s#1"]["energy_ev"] == -second[1]["structure"]["lattice"]["a"]  # the new crystal's result
+    stale = json.loads((tmp_path / "run/structures/stale/s_1.json").read_text())
+    assert stale["energy_ev"] == -first[1]["structure"]["lattice"]["a"]  # the old one kept aside, not lost
+
+
+def test_a_finished_relaxation_is_recognised_by_its_input_structure(tmp_path, monkeypatch):
+    # A relaxation starts from the CHGNet-relaxed input, which a resumed run does not recompute: the record is
+    # matched by the input structure (records without `input_key`, written earlier, through their single point).
+    from autoperi.dft import runner
+
+    runs = []
+    monkeypatch.setattr(runner, "_structure_or_skip", lambda task: runs.append(task["name"]) or {"status": "ok"})
+    first = structure_tasks([("s#0", silicon(5.40))], TINY, 60, 8, ["s#0"], {"s#0": silicon(5.43)})
+    run_structures(first, tmp_path / "run")
+    resumed = structure_tasks([("s#0", silicon(5.40))], TINY, 60, 8, ["s#0"])  # no pre-relaxed input this time
+    run_structures(resumed, tmp_path / "run")
+    assert runs == ["s#0", "s#0__relax"]
+    for path in (tmp_path / "run/structures").glob("*.json"):  # as written before input_key existed
+        record = json.loads(path.read_text())
+        del record["input_key"]
+        path.write_text(json.dumps(record))
+    run_structures(resumed, tmp_path / "run")
+    assert runs == ["s#0", "s#0__relax"]
+    changed = structure_tasks([("s#0", silicon(5.50))], TINY, 60, 8, ["s#0"])
+    run_structures(changed, tmp_path / "run")
+    assert runs == ["s#0", "s#0__relax", "s#0", "s#0__relax"]
+    assert {p.name for p in (tmp_path / "run/structures/stale").glob("*.json")} == {"s_0.json", "s_0__relax.json"}
+
+
 def test_missing_paw_dataset_gets_a_short_reason():
     from autoperi.dft.worker import normalize_reason
 
