@@ -55,7 +55,7 @@ def run_ablations(params: Params, client=None, progress: bool = True) -> dict[st
     `<reports_dir>/<dataset>/summary.json` after every variant (a stopped run keeps what it finished)."""
     from autoperi.metrics.evaluate import evaluate_samples
     from autoperi.metrics.references import build_references
-    from autoperi.sampling.sampler import generate, load_model, write_samples
+    from autoperi.sampling.sampler import generate, load_model, sample_steps_for, write_samples
     from autoperi.training.runner import train_dataset
 
     cfg = params.ablations
@@ -67,7 +67,8 @@ def run_ablations(params: Params, client=None, progress: bool = True) -> dict[st
     for item in plan(params):
         name, overrides = item["name"], item["overrides"]
         variant = dataclasses.replace(params, model=item["model"],
-                                      train=dataclasses.replace(params.train, max_minutes=cfg.max_minutes))
+                                      train=dataclasses.replace(params.train, max_minutes=cfg.max_minutes,
+                                                                max_minutes_by_dataset=None))  # one budget for all
         row: dict = {"overrides": overrides, "trained": item["trains"],
                      "checkpoint": str(item["checkpoint"].relative_to(params.root))}
         if item["trains"]:
@@ -78,7 +79,9 @@ def run_ablations(params: Params, client=None, progress: bool = True) -> dict[st
         model, _ = load_model(item["checkpoint"])
         model.cfg = dataclasses.replace(model.cfg, **{k: v for k, v in overrides.items() if k in SAMPLING_KEYS})
         start = time.perf_counter()
-        samples = generate(model, cfg.n_samples, seed=cfg.seed)
+        # the main row's step count unless the variant sets its own (one_shot)
+        steps = overrides.get("sample_steps") or sample_steps_for(params, dataset)
+        samples = generate(model, cfg.n_samples, n_steps=steps, seed=cfg.seed)
         sample_s = time.perf_counter() - start
         path = write_samples(samples, out_dir / f"{name}.extxyz")
         evals = [s["network_evals"] for s in samples]

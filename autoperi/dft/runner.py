@@ -166,8 +166,9 @@ def structure_key(structure: dict) -> str:
     from pymatgen.core import Structure
 
     s = Structure.from_dict(structure)
-    content = [[site.specie.Z for site in s], np.round(s.lattice.matrix, 6).tolist(),
-               np.round(np.mod(s.frac_coords, 1.0), 6).tolist()]
+    # round, then wrap (0.9999999 and 0 are one position) and add 0.0 (no -0.0)
+    content = [[site.specie.Z for site in s], (np.round(s.lattice.matrix, 6) + 0.0).tolist(),
+               (np.mod(np.round(s.frac_coords, 6), 1.0) + 0.0).tolist()]
     return hashlib.sha256(json.dumps(content).encode()).hexdigest()
 
 
@@ -178,6 +179,7 @@ def _record_input_key(records_dir: Path, record: dict) -> str | None:
         return record["input_key"]
     if record.get("kind") != "relax":
         return structure_key(record.get("structure"))
+    # an old relaxation whose single point is gone cannot be checked: it is set aside and rerun (safe, costs time)
     single = records_dir / f"{safe_name(record['name'].removesuffix('__relax'))}.json"
     return structure_key(json.loads(single.read_text()).get("structure")) if single.exists() else None
 
@@ -192,8 +194,9 @@ def is_finished(records_dir: Path, task: dict) -> bool:
         return True
     stale = records_dir / "stale"
     stale.mkdir(exist_ok=True)
-    path.replace(stale / path.name)
-    print(f"{path}: computed for another structure under this name (the input changed); moved to {stale}, "
+    target = stale / f"{path.stem}.{time.strftime('%Y%m%dT%H%M%S')}.json"  # earlier stale copies are kept too
+    path.replace(target)
+    print(f"{path}: computed for another structure under this name (the input changed); moved to {target}, "
           "running it again", flush=True)
     return False
 

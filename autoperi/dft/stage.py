@@ -143,10 +143,11 @@ def run_dft_source(
     n_relax = cfg.n_relax if n_relax is None else n_relax
     relax = source != "oracle" if relax is None else relax
     relax_names = [name for name, _ in fitting[:n_relax]] if relax else []
-    # CHGNet pre-relaxation only for relaxations still to run (a finished one is checked against its input)
+    # CHGNet pre-relaxation only for relaxations still to run (a finished one is checked against its input); a
+    # summary-only pass touches no record
     unfinished = {t["name"] for t in structure_tasks(structures, protocol, cfg.timeout_s, cfg.max_atoms, relax_names)
-                  if not is_finished(folder / "structures", t)}
-    to_prerelax = [(name, s) for name, s in fitting if f"{name}__relax" in unfinished] if compute else []
+                  if not is_finished(folder / "structures", t)} if compute else set()
+    to_prerelax = [(name, s) for name, s in fitting if f"{name}__relax" in unfinished]
     relax_inputs = chgnet_relaxed(to_prerelax) if to_prerelax else {}
     tasks = structure_tasks(structures, protocol, cfg.timeout_s, cfg.max_atoms, relax_names, relax_inputs,
                             cfg.relax_fmax, cfg.relax_steps)

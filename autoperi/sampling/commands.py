@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 
 def cmd_generate(args) -> int:
@@ -19,7 +20,8 @@ def cmd_generate(args) -> int:
     except FileNotFoundError as exc:
         print(f"autoperi generate: {exc}", file=sys.stderr)
         return 2
-    steps = args.steps or sample_steps_for(load_params(args.params), meta.get("config", {}).get("dataset"))
+    params = load_params(args.params, args.profile) if Path(args.params).exists() else None
+    steps = args.steps or (sample_steps_for(params, meta.get("config", {}).get("dataset")) if params else None)
     try:
         samples = generate(model, args.n, spacegroup=args.space_group, composition=args.composition,
                            n_steps=steps, seed=args.seed, batch_size=args.batch_size)
@@ -42,7 +44,7 @@ def cmd_csp(args) -> int:
     from autoperi.training.records import BEST
 
     torch.set_num_threads(args.threads)
-    params = load_params(args.params)
+    params = load_params(args.params, args.profile)
     checkpoint = args.checkpoint or params.path(params.train.models_dir) / args.dataset / BEST
     try:
         model, meta = load_model(checkpoint)

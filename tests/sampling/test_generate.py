@@ -89,6 +89,22 @@ def test_symmetrize_reports_the_group_found(checkpoint, tmp_path):
 
 
 
+def test_checkpoint_without_composition_decoder_key_loads_as_slots(checkpoint, tmp_path):
+    """Checkpoints written before `composition_decoder` existed (config without the key) load and sample."""
+    from autoperi.sampling.sampler import generate, load_model
+    from autoperi.training.checkpoint import read_checkpoint
+
+    state = read_checkpoint(checkpoint[0])
+    del state["config"]["model"]["composition_decoder"]
+    old = tmp_path / "old.pt"
+    save_checkpoint(state, old)
+    model, _ = load_model(old)
+    assert model.cfg.composition_decoder == "slots"
+    fresh, _ = load_model(checkpoint[0])
+    a, b = generate(model, 3, n_steps=2, seed=1), generate(fresh, 3, n_steps=2, seed=1)
+    assert all((x["atomic_numbers"] == y["atomic_numbers"]).all() for x, y in zip(a, b, strict=True))
+
+
 @pytest.mark.parametrize("steps_by_dataset, expected", [({"perov_5": 3}, 3), ({"mp20_bt": 3}, 5), (None, 5)])
 def test_generate_takes_the_step_count_from_params(checkpoint, tmp_path, capsys, steps_by_dataset, expected):
     """No --steps: evaluation.sample_steps of the checkpoint's dataset, else the checkpoint's model.sample_steps (5)."""

@@ -82,3 +82,12 @@ def test_training_summary_takes_the_median_speed_and_counts(tmp_path):
     summary = json.loads(path.read_text())["perov_5"]
     assert summary["crystals_per_s"] == 20.0 and summary["wall_minutes"] == 1.235
     assert summary["val_skipped_unknown_elements"] == 2 and summary["stop_reason"] == "early_stopping"
+
+
+def test_per_dataset_budget_falls_back_to_max_minutes():
+    from autoperi.training.runner import budget_for
+
+    cfg = replace(TrainConfig(), max_minutes=22.0, max_minutes_by_dataset={"mp20_bt": 65.0})
+    assert budget_for(cfg, "mp20_bt").max_minutes == 65.0
+    assert budget_for(cfg, "perov_5").max_minutes == 22.0
+    assert budget_for(replace(cfg, max_minutes_by_dataset=None), "mp20_bt").max_minutes == 22.0
