@@ -23,12 +23,15 @@ SHOWN = ("struct_validity", "comp_validity", "cov_recall", "cov_precision", "wdi
 
 
 def variant_model_config(params: Params, name: str, overrides: dict) -> ModelConfig:
-    """`params.model` with the variant's overrides; an unknown key is refused with the variant's name."""
+    """`params.model` for the ablation dataset with the variant's overrides; an unknown key is refused with the
+    variant's name."""
+    from autoperi.training.runner import model_for
+
     known = {f.name for f in dataclasses.fields(ModelConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ParamsError(f"params.yaml ablations.variants.{name}: unknown model key(s) {unknown}")
-    return dataclasses.replace(params.model, **overrides)
+    return dataclasses.replace(model_for(params.model, params.ablations.dataset), **overrides)
 
 
 def plan(params: Params) -> list[dict]:

@@ -121,6 +121,8 @@ class ModelConfig:
     coordinate_retries: int = 4                   # re-integrate crystals with atoms < 0.5 Å apart (each: +K evals)
     species_temperature: float = 1.0              # atom count and slot elements drawn at this temperature (0 = argmax)
     composition_decoder: str = "slots"            # slots: independent elements; autoregressive: slot k sees 1..k-1
+    distinct_element_head: bool = False          # autoregressive only: p(k distinct elements | z_G, g), decoding to k
+    by_dataset: dict | None = None                # per-dataset overrides of this section, e.g. {mp20_bt: {beta: 0.02}}
     beta: float = 0.01                            # weight of KL(q(z_G|x) || N(0, I))
     w_species: float = 1.0
     w_counts: float = 1.0

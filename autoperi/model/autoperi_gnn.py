@@ -30,7 +30,7 @@ from torch_geometric.utils import to_dense_batch
 from autoperi.config import GraphConfig, ModelConfig
 from autoperi.losses import vae
 from autoperi.model.coordinates import CoordinateDecoder, interpolate, pair_by_species
-from autoperi.model.decoders import COMPOSITION_DECODERS, LatticeDecoder, canonical_order_keys
+from autoperi.model.decoders import COMPOSITION_DECODERS, LatticeDecoder, canonical_order_keys, distinct_count
 from autoperi.model.encoder import PeriodicEncoder
 from autoperi.model.flow import LatentFlow
 from autoperi.model.lattice import (
@@ -144,8 +144,13 @@ class AutoPeriGNN(nn.Module):
         if cfg.composition_decoder not in COMPOSITION_DECODERS:
             raise ValueError(f"model.composition_decoder must be one of {sorted(COMPOSITION_DECODERS)}, "
                              f"got {cfg.composition_decoder!r}")
+        extra = {}
+        if cfg.distinct_element_head:
+            if cfg.composition_decoder != "autoregressive":
+                raise ValueError("model.distinct_element_head needs composition_decoder: autoregressive")
+            extra["distinct_head"] = True
         self.composition = COMPOSITION_DECODERS[cfg.composition_decoder](latent, cond, hidden, max_atoms,
-                                                                         len(elements), stats["max_atoms"])
+                                                                         len(elements), stats["max_atoms"], **extra)
         self._surrogate = None  # frozen formation-energy surrogate, attached by `attach_surrogate`, not saved
 
     # ---- pieces ----------------------------------------------------------------------------------------------
@@ -202,6 +207,9 @@ class AutoPeriGNN(nn.Module):
         species, mask = to_dense_batch(batch.atomic_numbers, batch.batch, fill_value=0, batch_size=n_graphs)
         targets = self.slot_targets(species, mask)
         terms["recon_counts"] = vae.count_loss(self.composition.count_logits(z, cond_emb), n_atoms)
+        if cfg.distinct_element_head:  # the count term covers both counts: atoms and distinct elements
+            terms["recon_counts"] = terms["recon_counts"] + vae.count_loss(
+                self.composition.distinct_logits(z, cond_emb), distinct_count(targets))
         slot_logits = self.composition.slot_loss_logits(z, cond_emb, n_atoms, targets)
         terms["recon_species"] = vae.composition_loss(slot_logits, targets)
 

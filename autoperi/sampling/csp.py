@@ -37,13 +37,10 @@ def composition_species(model, composition: str) -> torch.Tensor:
 
 @torch.no_grad()
 def composition_log_likelihood(model, z: torch.Tensor, cond_emb: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-    """log p(N, species in canonical slots | z) [B] under the count and slot heads, for one species list [N]."""
-    n = len(species)
-    targets = model.element_index[species].unsqueeze(0).expand(z.shape[0], -1)
-    log_n = torch.log_softmax(model.composition.count_logits(z, cond_emb), -1)[:, n]
-    slot_logits = model.composition.slot_loss_logits(z, cond_emb, torch.full((z.shape[0],), n), targets)
-    log_slots = torch.log_softmax(slot_logits[:, :n], -1)
-    return log_n + log_slots.gather(-1, targets.unsqueeze(-1)).squeeze(-1).sum(-1)
+    """log p(N, species in canonical slots | z) [B] under the composition decoder, for one species list [N]."""
+    targets = torch.full((z.shape[0], model.composition.max_slots), -100, dtype=torch.long)
+    targets[:, : len(species)] = model.element_index[species]
+    return model.composition.log_likelihood(z, cond_emb, targets)
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from autoperi.config import Params, TrainConfig
+from autoperi.config import ModelConfig, Params, ParamsError, TrainConfig
 from autoperi.data.sources import sha256_of
 from autoperi.training import distributed
 from autoperi.training.checkpoint import seed_everything
@@ -75,6 +75,17 @@ def budget_for(cfg: TrainConfig, dataset: str) -> TrainConfig:
     return dataclasses.replace(cfg, max_minutes=budgets[dataset])
 
 
+def model_for(cfg: ModelConfig, dataset: str) -> ModelConfig:
+    """`cfg` with the dataset's entry of `by_dataset` applied (and `by_dataset` cleared, so a checkpoint records the
+    configuration it was built with); an unknown key is refused with the dataset's name."""
+    overrides = dict((cfg.by_dataset or {}).get(dataset) or {})
+    known = {f.name for f in dataclasses.fields(ModelConfig)} - {"by_dataset"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ParamsError(f"params.yaml model.by_dataset.{dataset}: unknown model key(s) {unknown}")
+    return dataclasses.replace(cfg, **overrides, by_dataset=None)
+
+
 def train_dataset(
     params: Params,
     dataset: str,
@@ -94,6 +105,7 @@ def train_dataset(
     """
     from autoperi.model.autoperi_gnn import AutoPeriGNN, batch_from_frame, collate, dataset_statistics
 
+    params = dataclasses.replace(params, model=model_for(params.model, dataset))
     cfg = budget_for(params.train, dataset)
     if epochs is not None:
         cfg = dataclasses.replace(cfg, epochs=epochs)

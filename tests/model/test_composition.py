@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autoperi.model.decoders import COMPOSITION_DECODERS
+from autoperi.model.decoders import COMPOSITION_DECODERS, distinct_count
 from tests.model.helpers import randomize
 
 LATENT, COND, HIDDEN, MAX_ATOMS, N_ELEMENTS, SLOTS = 4, 2, 16, 6, 5, 6
 
 
-def decoder(kind: str = "autoregressive", seed: int = 0):
+def decoder(kind: str = "autoregressive", seed: int = 0, **options):
     torch.manual_seed(seed)
-    model = COMPOSITION_DECODERS[kind](LATENT, COND, HIDDEN, MAX_ATOMS, N_ELEMENTS, SLOTS)
+    model = COMPOSITION_DECODERS[kind](LATENT, COND, HIDDEN, MAX_ATOMS, N_ELEMENTS, SLOTS, **options)
     randomize(model, seed)
     return model
 
@@ -95,3 +95,76 @@ def test_unknown_decoder_name_is_refused():
                                                                       "length_mean": [0.0] * 3,
                                                                       "length_std": [1.0] * 3})
 
+
+
+def test_distinct_count_by_hand():
+    targets = torch.tensor([[0, 0, 3, -100, -100, -100], [4, 1, 4, 1, 2, 0], [2, -100, -100, -100, -100, -100]])
+    assert distinct_count(targets).tolist() == [2, 4, 1]
+
+
+def multinomial_draw(seed: int):
+    generator = torch.Generator().manual_seed(seed)
+
+    def draw(logits):
+        flat = torch.softmax(logits, -1).reshape(-1, logits.shape[-1])
+        return torch.multinomial(flat, 1, generator=generator).view(logits.shape[:-1])
+
+    return draw
+
+
+def n_distinct(picks, n_atoms):
+    return torch.tensor([len(set(p[:n].tolist())) for p, n in zip(picks, n_atoms, strict=True)])
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_constrained_decoding_places_exactly_the_drawn_number_of_elements(k):
+    """The k-head is pinned to k (bias); random slot logits would otherwise give ~min(N, 5) distinct elements. Every
+    crystal with N ≥ k atoms must come out with exactly k distinct elements."""
+    model = decoder(distinct_head=True)
+    with torch.no_grad():
+        model.n_distinct[-1].weight.zero_()
+        model.n_distinct[-1].bias.copy_(torch.where(torch.arange(SLOTS + 1) == k, 50.0, 0.0))
+    z, cond, n_atoms, _ = inputs(batch=300)
+    n_atoms = torch.randint(1, MAX_ATOMS + 1, (300,), generator=torch.Generator().manual_seed(3))
+    picks = model.sample_slots(z, cond, n_atoms, multinomial_draw(0))
+    got = n_distinct(picks, n_atoms)
+    assert (got[n_atoms >= k] == k).all()
+    assert (got <= n_atoms).all()  # k > N is never drawn
+    free = decoder(distinct_head=False).sample_slots(z, cond, n_atoms, multinomial_draw(0))
+    assert (n_distinct(free, n_atoms) > k).any()  # not vacuous
+
+
+@pytest.mark.parametrize("kind", ["slots", "autoregressive"])
+def test_log_likelihood_sums_to_the_count_probability(kind):
+    """Σ over all element sequences of length N of exp(log p(N, s)) = p(N): the factorisation is normalised and
+    `log_likelihood` scores it (structure prediction ranks latents with it)."""
+    import itertools
+
+    model = decoder(kind)
+    z, cond, _, _ = inputs(batch=2)
+    with torch.no_grad():
+        p_n = torch.softmax(model.count_logits(z, cond), -1)
+        for n in (1, 2, 3):
+            sequences = torch.tensor(list(itertools.product(range(N_ELEMENTS), repeat=n)))
+            targets = torch.full((len(sequences), SLOTS), -100)
+            targets[:, :n] = sequences
+            for b in range(2):
+                ll = model.log_likelihood(z[b : b + 1].expand(len(sequences), -1),
+                                          cond[b : b + 1].expand(len(sequences), -1), targets)
+                torch.testing.assert_close(ll.exp().sum(), p_n[b, n], rtol=1e-4, atol=1e-6)
+
+
+def test_distinct_head_adds_log_p_k_and_needs_the_autoregressive_decoder():
+    from autoperi.model.autoperi_gnn import AutoPeriGNN
+    from tests.model.helpers import small_config
+
+    with_head, without = decoder(distinct_head=True), decoder()
+    without.load_state_dict({k: v for k, v in with_head.state_dict().items() if not k.startswith("n_distinct")})
+    z, cond, n_atoms, targets = inputs()
+    with torch.no_grad():
+        log_k = torch.log_softmax(with_head.distinct_logits(z, cond), -1)
+        expected = without.log_likelihood(z, cond, targets) + log_k.gather(1, distinct_count(targets)[:, None])[:, 0]
+        torch.testing.assert_close(with_head.log_likelihood(z, cond, targets), expected)
+    with pytest.raises(ValueError, match="distinct_element_head"):
+        AutoPeriGNN(small_config(composition_decoder="slots", distinct_element_head=True),
+                    {"elements": [1, 8], "max_atoms": 4, "length_mean": [0.0] * 3, "length_std": [1.0] * 3})

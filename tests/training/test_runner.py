@@ -91,3 +91,15 @@ def test_per_dataset_budget_falls_back_to_max_minutes():
     assert budget_for(cfg, "mp20_bt").max_minutes == 65.0
     assert budget_for(cfg, "perov_5").max_minutes == 22.0
     assert budget_for(replace(cfg, max_minutes_by_dataset=None), "mp20_bt").max_minutes == 22.0
+
+
+def test_per_dataset_model_overrides():
+    from autoperi.config import ModelConfig, ParamsError
+    from autoperi.training.runner import model_for
+
+    cfg = replace(ModelConfig(), by_dataset={"mp20_bt": {"distinct_element_head": True, "beta": 0.02}})
+    resolved = model_for(cfg, "mp20_bt")
+    assert resolved.distinct_element_head and resolved.beta == 0.02 and resolved.by_dataset is None
+    assert model_for(cfg, "perov_5") == replace(ModelConfig(), by_dataset=None)
+    with pytest.raises(ParamsError, match="model.by_dataset.mp20_bt.*betta"):
+        model_for(replace(ModelConfig(), by_dataset={"mp20_bt": {"betta": 1}}), "mp20_bt")
