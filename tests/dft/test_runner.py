@@ -318,3 +318,37 @@ def test_structures_without_paw_setups_are_left_out_and_counted(tmp_path):
     chosen, info = select_from_file(path, n=5, seed=0)
     assert info["n_excluded_no_paw_setup"] == 1 and info["n_valid"] == 2
     assert all("Nd" not in s.composition for _, s in chosen) and len(chosen) == 2
+
+
+@requires_gpaw
+def test_a_summary_only_pass_moves_and_runs_nothing(tmp_path, monkeypatch):
+    # `compute=False` (the summary of a run still going elsewhere) must leave every record where it is, even one
+    # whose input has since changed: only a computing run may set records aside.
+    from ase.io import write
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from autoperi.config import load_params
+    from autoperi.dft import runner
+    from autoperi.dft.stage import run_dft_source, select_from_file
+
+    (tmp_path / "params.yaml").write_text(textwrap.dedent("""
+        profile: t
+        dft: {n_structures: 2, n_relax: 0, max_atoms: 8, cutoff_ev: 250, kpt_density: 1.9, workers: 0}
+        profiles: {t: {}}
+    """))
+    params = load_params(tmp_path / "params.yaml")
+    samples = tmp_path / "reports/samples/perov_5/random.extxyz"
+    samples.parent.mkdir(parents=True)
+    write(samples, [AseAtomsAdaptor.get_atoms(s) for s in (_nacl(1), _nacl(2))], format="extxyz")
+    monkeypatch.setattr(runner, "_structure_or_skip", lambda task: {"status": "ok", "energy_ev": -1.0, "wall_s": 0})
+    chosen, _ = select_from_file(samples, 2, params.dft.seed)
+    run_structures(structure_tasks(chosen, TINY, 60, max_atoms=8), tmp_path / "reports/dft/perov_5/random")
+    records = sorted((tmp_path / "reports/dft/perov_5/random/structures").glob("*.json"))
+    before = {p.name: p.read_text() for p in records}
+    assert len(before) == 2
+    write(samples, [AseAtomsAdaptor.get_atoms(s) for s in (_nacl(1), _nacl(3))], format="extxyz")  # input changed
+    monkeypatch.setattr(runner, "_structure_or_skip", lambda task: pytest.fail("a summary-only pass ran GPAW"))
+    summary = run_dft_source(params, "perov_5", "random", compute=False, with_chgnet=False)
+    after = {p.name: p.read_text() for p in (tmp_path / "reports/dft/perov_5/random/structures").glob("*.json")}
+    assert after == before and not (tmp_path / "reports/dft/perov_5/random/structures/stale").exists()
+    assert summary["complete"] is False and summary["n_submitted"] == 2
