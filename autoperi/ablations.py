@@ -31,7 +31,10 @@ def variant_model_config(params: Params, name: str, overrides: dict) -> ModelCon
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ParamsError(f"params.yaml ablations.variants.{name}: unknown model key(s) {unknown}")
-    return dataclasses.replace(model_for(params.model, params.ablations.dataset), **overrides)
+    base = model_for(params.model, params.ablations.dataset)
+    if overrides.get("composition_decoder", base.composition_decoder) != "autoregressive":
+        base = dataclasses.replace(base, distinct_element_head=False)  # the head belongs to that decoder
+    return dataclasses.replace(base, **overrides)
 
 
 def plan(params: Params) -> list[dict]:

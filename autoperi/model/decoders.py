@@ -141,35 +141,54 @@ class AutoregressiveCompositionDecoder(_CountedComposition):
         out, _ = self.gru(inputs, state)
         return self.head(torch.cat([out, h.unsqueeze(1).expand_as(out)], dim=-1))
 
+    def _possible_k(self, k_logits: Tensor, n_atoms: Tensor) -> Tensor:
+        """k logits with k outside 1..min(N, E) masked out."""
+        k_range = torch.arange(k_logits.shape[-1], device=k_logits.device)
+        possible = (k_range >= 1) & (k_range <= torch.clamp(n_atoms, max=self.n_elements).unsqueeze(-1))
+        return k_logits.masked_fill(~possible, -torch.inf)
+
+    @staticmethod
+    def _constrain(logits: Tensor, used: Tensor, n_distinct: Tensor, remaining: Tensor) -> Tensor:
+        """Slot logits [..., E] restricted so that exactly n_distinct elements end up placed: only the used ones once
+        all are there, only new ones while the `remaining` slots (this one included) are all needed for them."""
+        n_used = used.sum(-1)
+        missing = n_distinct - n_used
+        only_used = (missing <= 0) & (n_used > 0)
+        only_new = missing >= remaining.clamp_min(1)
+        blocked = (only_used.unsqueeze(-1) & ~used) | (only_new.unsqueeze(-1) & used)
+        return logits.masked_fill(blocked, -torch.inf)
+
     def log_likelihood(self, z: Tensor, cond_emb: Tensor, slot_targets: Tensor) -> Tensor:
-        log_p = super().log_likelihood(z, cond_emb, slot_targets)
+        """With the distinct head: log of what `sample_slots` draws, p(N) · p(k | k ≤ min(N, E)) · Π_j p(s_j | s_<j,
+        constraint to k) (normalised over all element sequences of each N)."""
         if self.n_distinct is None:
-            return log_p
+            return super().log_likelihood(z, cond_emb, slot_targets)
+        valid = slot_targets >= 0
+        n_atoms = valid.sum(1)
+        h = self.features(z, cond_emb)
+        log_n = torch.log_softmax(self.n_atoms(h), -1).gather(1, n_atoms.unsqueeze(1)).squeeze(1)
         k = distinct_count(slot_targets)
-        return log_p + torch.log_softmax(self.distinct_logits(z, cond_emb), -1).gather(1, k.unsqueeze(1)).squeeze(1)
+        log_k = torch.log_softmax(self._possible_k(self.n_distinct(h), n_atoms), -1).gather(1, k.unsqueeze(1))
+        one_hot = torch.nn.functional.one_hot(slot_targets.clamp_min(0), self.n_elements) * valid.unsqueeze(-1)
+        used_before = (one_hot.cumsum(1) - one_hot) > 0  # elements placed in slots < j
+        remaining = n_atoms.unsqueeze(1) - torch.arange(slot_targets.shape[1], device=z.device)
+        logits = self._constrain(self.slot_loss_logits(z, cond_emb, n_atoms, slot_targets), used_before,
+                                 k.unsqueeze(1), remaining)
+        log_slots = torch.log_softmax(logits, -1).gather(-1, slot_targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+        return log_n + log_k.squeeze(1) + torch.where(valid, log_slots, 0.0).sum(-1)
 
     def sample_slots(self, z: Tensor, cond_emb: Tensor, n_atoms: Tensor, draw) -> Tensor:
         h, state = self._start(z, cond_emb, n_atoms)
         batch = len(z)
-        n_distinct = None
-        if self.n_distinct is not None:
-            k_logits = self.n_distinct(h)
-            k_range = torch.arange(k_logits.shape[-1])
-            possible = (k_range >= 1) & (k_range <= torch.clamp(n_atoms, max=self.n_elements).unsqueeze(1))
-            n_distinct = draw(k_logits.masked_fill(~possible, -torch.inf))
-        used = torch.zeros(batch, self.n_elements, dtype=torch.bool)
-        previous = torch.full((batch,), self.n_elements, dtype=torch.long)
+        n_distinct = None if self.n_distinct is None else draw(self._possible_k(self.n_distinct(h), n_atoms))
+        used = torch.zeros(batch, self.n_elements, dtype=torch.bool, device=z.device)
+        previous = torch.full((batch,), self.n_elements, dtype=torch.long, device=z.device)
         picks = []
         for k in range(min(int(n_atoms.max()), self.max_slots)):
             out, state = self.gru((self.token(previous) + self.position.weight[k]).unsqueeze(1), state)
             logits = self.head(torch.cat([out[:, 0], h], dim=-1))
             if n_distinct is not None:
-                n_used = used.sum(1)
-                missing = n_distinct - n_used
-                only_used = (missing <= 0) & (n_used > 0)
-                only_new = missing >= (n_atoms - k).clamp_min(1)
-                blocked = (only_used.unsqueeze(1) & ~used) | (only_new.unsqueeze(1) & used)
-                logits = logits.masked_fill(blocked, -torch.inf)
+                logits = self._constrain(logits, used, n_distinct, n_atoms - k)
             previous = draw(logits)
             placed = k < n_atoms
             used[placed, previous[placed]] = True

@@ -44,3 +44,14 @@ def test_repo_variants_are_valid_for_every_profile(params):
         items = plan(load_params(params.root / "params.yaml", profile))
         assert items[0]["name"] == "full" and items[0]["trains"]
         assert any(not i["trains"] for i in items)
+
+
+def test_ablation_dataset_gets_its_model_overrides_and_a_slot_variant_drops_the_distinct_head(params):
+    local = dataclasses.replace(
+        params, model=dataclasses.replace(params.model, composition_decoder="autoregressive",
+                                          by_dataset={"mp20_bt": {"distinct_element_head": True}}),
+        ablations=dataclasses.replace(params.ablations, dataset="mp20_bt"))
+    full = variant_model_config(local, "full", {})
+    assert full.distinct_element_head and full.by_dataset is None
+    slots = variant_model_config(local, "slots", {"composition_decoder": "slots"})
+    assert slots.composition_decoder == "slots" and not slots.distinct_element_head

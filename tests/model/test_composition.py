@@ -134,13 +134,15 @@ def test_constrained_decoding_places_exactly_the_drawn_number_of_elements(k):
     assert (n_distinct(free, n_atoms) > k).any()  # not vacuous
 
 
-@pytest.mark.parametrize("kind", ["slots", "autoregressive"])
-def test_log_likelihood_sums_to_the_count_probability(kind):
+@pytest.mark.parametrize("kind, options", [("slots", {}), ("autoregressive", {}),
+                                           ("autoregressive", {"distinct_head": True})])
+def test_log_likelihood_sums_to_the_count_probability(kind, options):
     """Σ over all element sequences of length N of exp(log p(N, s)) = p(N): the factorisation is normalised and
-    `log_likelihood` scores it (structure prediction ranks latents with it)."""
+    `log_likelihood` scores it (structure prediction ranks latents with it); with the distinct head it is the
+    distribution the constrained sampler draws from."""
     import itertools
 
-    model = decoder(kind)
+    model = decoder(kind, **options)
     z, cond, _, _ = inputs(batch=2)
     with torch.no_grad():
         p_n = torch.softmax(model.count_logits(z, cond), -1)
@@ -154,17 +156,26 @@ def test_log_likelihood_sums_to_the_count_probability(kind):
                 torch.testing.assert_close(ll.exp().sum(), p_n[b, n], rtol=1e-4, atol=1e-6)
 
 
-def test_distinct_head_adds_log_p_k_and_needs_the_autoregressive_decoder():
+def test_constrained_log_likelihood_scores_what_the_sampler_draws():
+    """Empirical frequencies of the constrained sampler's sequences agree with exp(log_likelihood)."""
+    model = decoder(distinct_head=True)
+    n = 20000
+    z, cond = torch.zeros(1, LATENT).expand(n, -1), torch.zeros(1, COND).expand(n, -1)
+    with torch.no_grad():
+        picks = model.sample_slots(z, cond, torch.full((n,), 2), multinomial_draw(0))
+        sequences, counts = picks.unique(dim=0, return_counts=True)
+        targets = torch.full((len(sequences), SLOTS), -100)
+        targets[:, :2] = sequences
+        p_n = torch.softmax(model.count_logits(z[:1], cond[:1]), -1)[0, 2]
+        p = model.log_likelihood(z[: len(sequences)], cond[: len(sequences)], targets).exp() / p_n
+    assert float(p.sum()) > 0.99  # the sampler's support is where the likelihood lives
+    torch.testing.assert_close(counts / n, p, atol=0.01, rtol=0)
+
+
+def test_distinct_head_needs_the_autoregressive_decoder():
     from autoperi.model.autoperi_gnn import AutoPeriGNN
     from tests.model.helpers import small_config
 
-    with_head, without = decoder(distinct_head=True), decoder()
-    without.load_state_dict({k: v for k, v in with_head.state_dict().items() if not k.startswith("n_distinct")})
-    z, cond, n_atoms, targets = inputs()
-    with torch.no_grad():
-        log_k = torch.log_softmax(with_head.distinct_logits(z, cond), -1)
-        expected = without.log_likelihood(z, cond, targets) + log_k.gather(1, distinct_count(targets)[:, None])[:, 0]
-        torch.testing.assert_close(with_head.log_likelihood(z, cond, targets), expected)
     with pytest.raises(ValueError, match="distinct_element_head"):
         AutoPeriGNN(small_config(composition_decoder="slots", distinct_element_head=True),
                     {"elements": [1, 8], "max_atoms": 4, "length_mean": [0.0] * 3, "length_std": [1.0] * 3})
