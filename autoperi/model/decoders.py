@@ -89,6 +89,9 @@ class CompositionDecoder(_CountedComposition):
         return draw(self.forward(z, cond_emb)[1][:, : int(n_atoms.max())])
 
 
+REJECTION_TRIES = 64  # unconstrained composition draws per crystal before the constrained fallback
+
+
 def distinct_count(slot_targets: Tensor) -> Tensor:
     """Number of distinct elements per crystal [B] from slot targets [B, S] (-100 = no atom)."""
     ordered = slot_targets.sort(dim=1).values
@@ -159,8 +162,9 @@ class AutoregressiveCompositionDecoder(_CountedComposition):
         return logits.masked_fill(blocked, -torch.inf)
 
     def log_likelihood(self, z: Tensor, cond_emb: Tensor, slot_targets: Tensor) -> Tensor:
-        """With the distinct head: log of what `sample_slots` draws, p(N) · p(k | k ≤ min(N, E)) · Π_j p(s_j | s_<j,
-        constraint to k) (normalised over all element sequences of each N)."""
+        """With the distinct head: p(N) · p(k | k ≤ min(N, E)) · Π_j p(s_j | s_<j, constraint to k), the distribution
+        of the constrained decoding (`rejection_tries=0`), normalised over all element sequences of each N; ranks
+        latents for structure prediction (the rejection sampler's p(s | k) = p_AR(s) / P_AR(k) has no closed form)."""
         if self.n_distinct is None:
             return super().log_likelihood(z, cond_emb, slot_targets)
         valid = slot_targets >= 0
@@ -177,12 +181,10 @@ class AutoregressiveCompositionDecoder(_CountedComposition):
         log_slots = torch.log_softmax(logits, -1).gather(-1, slot_targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
         return log_n + log_k.squeeze(1) + torch.where(valid, log_slots, 0.0).sum(-1)
 
-    def sample_slots(self, z: Tensor, cond_emb: Tensor, n_atoms: Tensor, draw) -> Tensor:
-        h, state = self._start(z, cond_emb, n_atoms)
-        batch = len(z)
-        n_distinct = None if self.n_distinct is None else draw(self._possible_k(self.n_distinct(h), n_atoms))
-        used = torch.zeros(batch, self.n_elements, dtype=torch.bool, device=z.device)
-        previous = torch.full((batch,), self.n_elements, dtype=torch.long, device=z.device)
+    def _decode(self, h: Tensor, state: Tensor, n_atoms: Tensor, draw, n_distinct: Tensor | None) -> Tensor:
+        """Slot-by-slot draw; constrained to exactly n_distinct elements where given."""
+        used = torch.zeros(len(h), self.n_elements, dtype=torch.bool, device=h.device)
+        previous = torch.full((len(h),), self.n_elements, dtype=torch.long, device=h.device)
         picks = []
         for k in range(min(int(n_atoms.max()), self.max_slots)):
             out, state = self.gru((self.token(previous) + self.position.weight[k]).unsqueeze(1), state)
@@ -194,6 +196,35 @@ class AutoregressiveCompositionDecoder(_CountedComposition):
             used[placed, previous[placed]] = True
             picks.append(previous)
         return torch.stack(picks, dim=1)
+
+    def sample_slots(self, z: Tensor, cond_emb: Tensor, n_atoms: Tensor, draw,
+                     rejection_tries: int = REJECTION_TRIES) -> Tensor:
+        """[B, max(n_atoms)] vocabulary indices. With the distinct head: k ~ p(k | z_G, g), then the slots from the
+        autoregressive model conditioned on having exactly k distinct elements, by rejection (up to
+        `rejection_tries` unconstrained draws per crystal); crystals still without one are decoded under the
+        constraint (`_constrain`), which is cheaper but biased: once k elements are placed it cannot add the
+        anion that canonical order puts last (on mp20_bt: 33 % of crystals with an anion against 47 % by
+        rejection and 51 % in the test set)."""
+        h, state = self._start(z, cond_emb, n_atoms)
+        if self.n_distinct is None:
+            return self._decode(h, state, n_atoms, draw, None)
+        n_distinct = draw(self._possible_k(self.n_distinct(h), n_atoms))
+        width = min(int(n_atoms.max()), self.max_slots)
+        picks = torch.zeros(len(z), width, dtype=torch.long, device=z.device)
+        pending = torch.arange(len(z), device=z.device)
+        for _ in range(rejection_tries):
+            if len(pending) == 0:
+                break
+            trial = self._decode(h[pending], state[:, pending], n_atoms[pending], draw, None)
+            valid = torch.arange(trial.shape[1], device=z.device) < n_atoms[pending].unsqueeze(1)
+            targets = torch.where(valid, trial, -100)
+            accept = distinct_count(targets) == n_distinct[pending]
+            picks[pending[accept], : trial.shape[1]] = trial[accept]
+            pending = pending[~accept]
+        if len(pending):
+            trial = self._decode(h[pending], state[:, pending], n_atoms[pending], draw, n_distinct[pending])
+            picks[pending, : trial.shape[1]] = trial
+        return picks
 
 
 COMPOSITION_DECODERS = {"slots": CompositionDecoder, "autoregressive": AutoregressiveCompositionDecoder}

@@ -156,13 +156,13 @@ def test_log_likelihood_sums_to_the_count_probability(kind, options):
                 torch.testing.assert_close(ll.exp().sum(), p_n[b, n], rtol=1e-4, atol=1e-6)
 
 
-def test_constrained_log_likelihood_scores_what_the_sampler_draws():
-    """Empirical frequencies of the constrained sampler's sequences agree with exp(log_likelihood)."""
+def test_constrained_log_likelihood_scores_what_the_constrained_decoding_draws():
+    """Empirical frequencies of the constrained decoding's sequences agree with exp(log_likelihood)."""
     model = decoder(distinct_head=True)
     n = 20000
     z, cond = torch.zeros(1, LATENT).expand(n, -1), torch.zeros(1, COND).expand(n, -1)
     with torch.no_grad():
-        picks = model.sample_slots(z, cond, torch.full((n,), 2), multinomial_draw(0))
+        picks = model.sample_slots(z, cond, torch.full((n,), 2), multinomial_draw(0), rejection_tries=0)
         sequences, counts = picks.unique(dim=0, return_counts=True)
         targets = torch.full((len(sequences), SLOTS), -100)
         targets[:, :2] = sequences
@@ -179,3 +179,29 @@ def test_distinct_head_needs_the_autoregressive_decoder():
     with pytest.raises(ValueError, match="distinct_element_head"):
         AutoPeriGNN(small_config(composition_decoder="slots", distinct_element_head=True),
                     {"elements": [1, 8], "max_atoms": 4, "length_mean": [0.0] * 3, "length_std": [1.0] * 3})
+
+
+def test_rejection_sampling_draws_the_autoregressive_model_conditioned_on_k():
+    """With k pinned to 1 and N = 2, accepted draws are AA-type sequences with frequencies p_AR(s) / Σ_{AA} p_AR;
+    the constrained decoding instead picks A from slot 1's marginal (a different distribution: the test can fail)."""
+    model = decoder(distinct_head=True)
+    with torch.no_grad():
+        model.n_distinct[-1].weight.zero_()
+        model.n_distinct[-1].bias.copy_(torch.where(torch.arange(SLOTS + 1) == 1, 50.0, 0.0))
+    n = 20000
+    z, cond, n_atoms = torch.zeros(1, LATENT).expand(n, -1), torch.zeros(1, COND).expand(n, -1), torch.full((n,), 2)
+    with torch.no_grad():
+        picks = model.sample_slots(z, cond, n_atoms, multinomial_draw(0), rejection_tries=200)
+        assert (picks[:, 0] == picks[:, 1]).all()
+        freq = torch.bincount(picks[:, 0], minlength=N_ELEMENTS) / n
+        same = torch.arange(N_ELEMENTS).unsqueeze(1).expand(-1, 2)
+        targets = torch.full((N_ELEMENTS, SLOTS), -100)
+        targets[:, :2] = same
+        plain = decoder()  # the same weights without the head: p_AR of each AA sequence
+        plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("n_distinct")})
+        p_ar = plain.log_likelihood(z[:N_ELEMENTS], cond[:N_ELEMENTS], targets).exp()
+        expected = p_ar / p_ar.sum()
+        constrained = model.sample_slots(z, cond, n_atoms, multinomial_draw(1), rejection_tries=0)
+        freq_constrained = torch.bincount(constrained[:, 0], minlength=N_ELEMENTS) / n
+    torch.testing.assert_close(freq, expected, atol=0.01, rtol=0)
+    assert (freq_constrained - expected).abs().max() > 0.03  # the biased fallback differs measurably
