@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from autoperi.config import ModelConfig, Params, ParamsError
+from autoperi.config import ModelConfig, Params, ParamsError, override_model
 
 SAMPLING_KEYS = frozenset({"sample_steps", "coordinate_retries", "species_temperature"})
 SHOWN = ("struct_validity", "comp_validity", "cov_recall", "cov_precision", "wdist_density", "wdist_num_elems",
@@ -27,14 +27,10 @@ def variant_model_config(params: Params, name: str, overrides: dict) -> ModelCon
     variant's name."""
     from autoperi.training.runner import model_for
 
-    known = {f.name for f in dataclasses.fields(ModelConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ParamsError(f"params.yaml ablations.variants.{name}: unknown model key(s) {unknown}")
     base = model_for(params.model, params.ablations.dataset)
     if overrides.get("composition_decoder", base.composition_decoder) != "autoregressive":
         base = dataclasses.replace(base, distinct_element_head=False)  # the head belongs to that decoder
-    return dataclasses.replace(base, **overrides)
+    return override_model(base, overrides, f"ablations.variants.{name}")
 
 
 def plan(params: Params) -> list[dict]:

@@ -260,6 +260,15 @@ def _build_section(cls, values: dict, where: str):
     return cls(**kwargs)
 
 
+def override_model(cfg: ModelConfig, overrides: dict, where: str, exclude: tuple = ()) -> ModelConfig:
+    """`cfg` with `overrides` (a params.yaml block named by `where`); an unknown key is refused with that name."""
+    known = {f.name for f in dataclasses.fields(ModelConfig)} - set(exclude)
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ParamsError(f"params.yaml {where}: unknown model key(s) {unknown}")
+    return dataclasses.replace(cfg, **overrides)
+
+
 def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> Params:
     """Read params.yaml, lay the profile (default: the file's `profile`) over the base sections."""
     path = Path(path).resolve()

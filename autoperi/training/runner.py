@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from autoperi.config import ModelConfig, Params, ParamsError, TrainConfig
+from autoperi.config import ModelConfig, Params, TrainConfig, override_model
 from autoperi.data.sources import sha256_of
 from autoperi.training import distributed
 from autoperi.training.checkpoint import seed_everything
@@ -79,11 +79,8 @@ def model_for(cfg: ModelConfig, dataset: str) -> ModelConfig:
     """`cfg` with the dataset's entry of `by_dataset` applied (and `by_dataset` cleared, so a checkpoint records the
     configuration it was built with); an unknown key is refused with the dataset's name."""
     overrides = dict((cfg.by_dataset or {}).get(dataset) or {})
-    known = {f.name for f in dataclasses.fields(ModelConfig)} - {"by_dataset"}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ParamsError(f"params.yaml model.by_dataset.{dataset}: unknown model key(s) {unknown}")
-    return dataclasses.replace(cfg, **overrides, by_dataset=None)
+    return override_model(dataclasses.replace(cfg, by_dataset=None), overrides, f"model.by_dataset.{dataset}",
+                          exclude=("by_dataset",))
 
 
 def train_dataset(

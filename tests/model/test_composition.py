@@ -53,6 +53,23 @@ def test_greedy_sampling_matches_teacher_forced_argmax():
     assert torch.equal(logits[:, : picks.shape[1]].argmax(-1), picks)
 
 
+def multinomial_draw(seed: int):
+    generator = torch.Generator().manual_seed(seed)
+
+    def draw(logits):
+        flat = torch.softmax(logits, -1).reshape(-1, logits.shape[-1])
+        return torch.multinomial(flat, 1, generator=generator).view(logits.shape[:-1])
+
+    return draw
+
+
+def pin_k(model, k: int) -> None:
+    """The distinct-element head always draws k."""
+    with torch.no_grad():
+        model.n_distinct[-1].weight.zero_()
+        model.n_distinct[-1].bias.copy_(torch.where(torch.arange(SLOTS + 1) == k, 50.0, 0.0))
+
+
 def fit(kind: str, steps: int = 300) -> torch.nn.Module:
     """Two equally likely compositions A2 and B2 behind one latent: p(A, A) = p(B, B) = 1/2, p(A, B) = 0."""
     model = COMPOSITION_DECODERS[kind](LATENT, COND, HIDDEN, MAX_ATOMS, N_ELEMENTS, SLOTS)
@@ -73,14 +90,9 @@ def fit(kind: str, steps: int = 300) -> torch.nn.Module:
 @pytest.mark.parametrize("kind, mixed_range", [("autoregressive", (0.0, 0.03)), ("slots", (0.4, 0.6))])
 def test_only_the_autoregressive_decoder_keeps_elements_together(kind, mixed_range):
     model = fit(kind)
-    generator = torch.Generator().manual_seed(0)
-
-    def draw(logits):
-        flat = torch.softmax(logits, -1).reshape(-1, logits.shape[-1])
-        return torch.multinomial(flat, 1, generator=generator).view(logits.shape[:-1])
-
     with torch.no_grad():
-        picks = model.sample_slots(torch.zeros(2000, LATENT), torch.zeros(2000, COND), torch.full((2000,), 2), draw)
+        picks = model.sample_slots(torch.zeros(2000, LATENT), torch.zeros(2000, COND), torch.full((2000,), 2),
+                                   multinomial_draw(0))
     mixed = float((picks[:, 0] != picks[:, 1]).float().mean())
     assert mixed_range[0] <= mixed <= mixed_range[1], mixed
     assert set(picks.unique().tolist()) <= {0, 1}
@@ -102,16 +114,6 @@ def test_distinct_count_by_hand():
     assert distinct_count(targets).tolist() == [2, 4, 1]
 
 
-def multinomial_draw(seed: int):
-    generator = torch.Generator().manual_seed(seed)
-
-    def draw(logits):
-        flat = torch.softmax(logits, -1).reshape(-1, logits.shape[-1])
-        return torch.multinomial(flat, 1, generator=generator).view(logits.shape[:-1])
-
-    return draw
-
-
 def n_distinct(picks, n_atoms):
     return torch.tensor([len(set(p[:n].tolist())) for p, n in zip(picks, n_atoms, strict=True)])
 
@@ -121,9 +123,7 @@ def test_constrained_decoding_places_exactly_the_drawn_number_of_elements(k):
     """The k-head is pinned to k (bias); random slot logits would otherwise give ~min(N, 5) distinct elements. Every
     crystal with N ≥ k atoms must come out with exactly k distinct elements."""
     model = decoder(distinct_head=True)
-    with torch.no_grad():
-        model.n_distinct[-1].weight.zero_()
-        model.n_distinct[-1].bias.copy_(torch.where(torch.arange(SLOTS + 1) == k, 50.0, 0.0))
+    pin_k(model, k)
     z, cond, n_atoms, _ = inputs(batch=300)
     n_atoms = torch.randint(1, MAX_ATOMS + 1, (300,), generator=torch.Generator().manual_seed(3))
     picks = model.sample_slots(z, cond, n_atoms, multinomial_draw(0))
@@ -185,9 +185,7 @@ def test_rejection_sampling_draws_the_autoregressive_model_conditioned_on_k():
     """With k pinned to 1 and N = 2, accepted draws are AA-type sequences with frequencies p_AR(s) / Σ_{AA} p_AR;
     the constrained decoding instead picks A from slot 1's marginal (a different distribution: the test can fail)."""
     model = decoder(distinct_head=True)
-    with torch.no_grad():
-        model.n_distinct[-1].weight.zero_()
-        model.n_distinct[-1].bias.copy_(torch.where(torch.arange(SLOTS + 1) == 1, 50.0, 0.0))
+    pin_k(model, 1)
     n = 20000
     z, cond, n_atoms = torch.zeros(1, LATENT).expand(n, -1), torch.zeros(1, COND).expand(n, -1), torch.full((n,), 2)
     with torch.no_grad():
