@@ -17,7 +17,7 @@ DATA_SOURCE_ENV = "AUTOPERI_DATA_SOURCE"
 # Modules that define `register(subparsers)`; they import heavy dependencies (torch, CHGNet, GPAW) inside the
 # command functions, so `autoperi data` stays fast.
 _SUBSYSTEM_COMMANDS = (
-    "autoperi.metrics.commands",    # autoperi evaluate, autoperi references
+    "autoperi.metrics.commands",    # autoperi evaluate, evaluate-checkpoint, references
     "autoperi.baselines.commands",  # autoperi baselines
     "autoperi.dft.commands",        # autoperi dft
     "autoperi.training.commands",   # autoperi train

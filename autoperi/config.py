@@ -71,6 +71,12 @@ class EvaluationConfig:
     max_atoms: int = 500                          # samples with more sites are refused (too_many_atoms)
     max_lattice_length_angstrom: float = 1000.0   # samples with a longer lattice vector are refused (bad_lattice)
     chunk_size: int = 64                          # structures per fingerprint task (and per cache part)
+    # `evaluate_checkpoint@<dataset>`: the shipped checkpoint sampled and scored at the bars' sample count (CDVAE:
+    # 10,000) in every profile, beside the cheaper `n_samples` rows
+    checkpoint_datasets: tuple[str, ...] = ("perov_5", "mp20_bt")
+    checkpoint_model: str = "autoperi_10k"        # row name: reports/{samples,metrics}/<dataset>/<name>.*
+    checkpoint_n_samples: int = 10000
+    checkpoint_stability_n: int = 0               # CHGNet relaxations for that row (S.U.N. stays on the autoperi row)
 
 
 @dataclass(frozen=True)
@@ -232,7 +238,8 @@ _SECTIONS = {
 
 # Lists that dvc.yaml expands into one stage per item (foreach / matrix). DVC reads them from the base sections, not
 # from a profile, so a profile may not change them.
-STAGE_LISTS = {"train": ("datasets",), "evaluation": ("datasets", "models"), "dft": ("datasets", "sources")}
+STAGE_LISTS = {"train": ("datasets",), "evaluation": ("datasets", "models", "checkpoint_datasets", "checkpoint_model"),
+               "dft": ("datasets", "sources")}
 
 
 class ParamsError(ValueError):

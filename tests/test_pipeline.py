@@ -6,6 +6,8 @@ import sys
 import pandas as pd
 import pytest
 
+from autoperi.config import load_params
+from autoperi.data.readers import read_structures
 from autoperi.data.splits import read_id_list
 from tests.conftest import _run
 
@@ -26,7 +28,7 @@ def test_dvc_repro_smoke_end_to_end(smoke_pipeline):
     stages = _run([sys.executable, "-m", "dvc", "stage", "list", "--name-only"], root, smoke_pipeline.env).split()
     assert set(NOTEBOOK_STAGES) <= set(stages)
     assert {"train@perov_5", "evaluate@perov_5-oracle", "evaluate@carbon_24-autoperi", "dft@mp20_bt-random",
-            "references"} <= set(stages)
+            "references", "evaluate_checkpoint@mp20_bt"} <= set(stages)
     for stage in stages:  # every stage ran, each (dataset, model) evaluation and (dataset, source) DFT run included
         assert f"Running stage '{stage}'" in first, stage
 
@@ -48,6 +50,15 @@ def test_dvc_repro_smoke_end_to_end(smoke_pipeline):
         formulas = {s: set(frame.loc[frame["id"].isin(ids), "reduced_formula"]) for s, ids in lists.items()}
         assert not (formulas["train"] & formulas["test"] or formulas["train"] & formulas["val"]), name
         assert not formulas["val"] & formulas["test"], name
+    # the checkpoint row: its own sample count (smoke: 24), not evaluation.n_samples, sampled and scored
+    params = load_params(root / "params.yaml", "smoke")
+    cfg = params.evaluation
+    assert cfg.checkpoint_n_samples != cfg.n_samples
+    for name in cfg.checkpoint_datasets:
+        row = json.loads((root / f"reports/metrics/{name}/{cfg.checkpoint_model}.json").read_text())
+        assert row["n_samples"] == cfg.checkpoint_n_samples and row["model"] == cfg.checkpoint_model
+        frames = read_structures(root / f"reports/samples/{name}/{cfg.checkpoint_model}.extxyz")
+        assert len(frames) == cfg.checkpoint_n_samples
     assert (root / "reports/notebooks/01_data.ipynb").exists()
     assert (root / "reports/figures/data/elements.png").stat().st_size > 10_000
 
