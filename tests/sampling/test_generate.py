@@ -147,3 +147,12 @@ def test_csp_match_rate_counts_a_composition_matched_within_k_samples(checkpoint
     result = csp.csp_match_rate(model, frame, ks=(1, 2))
     assert result["1"] == {"match_rate": 0.0, "rmse": None, "n_compositions": 2}
     assert result["2"]["match_rate"] == 50.0 and result["2"]["rmse"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_evaluate_checkpoint_refuses_a_checkpoint_of_another_dataset(checkpoint, capsys):
+    path, _ = checkpoint  # trained (config) on perov_5
+    code = main(["evaluate-checkpoint", "--dataset", "mp20_bt", "--checkpoint", str(path), "--n", "2",
+                 "--threads", "1"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "trained on 'perov_5', not 'mp20_bt'" in err
