@@ -173,6 +173,8 @@ class TrainConfig:
     checkpoint_every_steps: int = 0               # also write last.pt every N batches (0: at epoch ends only)
     max_minutes: float | None = None              # wall-clock budget over all sessions of a run; null = none
     max_minutes_by_dataset: dict | None = None    # per-dataset budgets overriding max_minutes, e.g. {mp20_bt: 65}
+    refine_minutes_by_dataset: dict | None = None  # coordinate-decoder refinement after training, minutes per
+                                                   # dataset (autoperi.training.refine); unlisted: none
     budget_schedule: bool = True                  # with max_minutes: plan the epochs (and cosine) to fit the budget
     max_train_rows: int | None = None             # seeded subset of the train split (quick profiles); null = all
     max_val_rows: int | None = None

@@ -147,8 +147,16 @@ def train_dataset(
         train_ids=ids,
         progress=progress,
     )
+    refinement = None
+    refine_minutes = (cfg.refine_minutes_by_dataset or {}).get(dataset)
+    if refine_minutes and job.is_main:
+        from autoperi.training.refine import refine_best
+
+        refinement = refine_best(params, dataset, out_dir, refine_minutes, threads=cfg.threads, progress=progress,
+                                 frame=frame)
     return {
         **result,
+        "refinement": refinement,
         "graphs_s": graphs_s,
         "n_train": len(train),
         "n_val": len(val),
