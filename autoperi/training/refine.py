@@ -105,23 +105,33 @@ def refine_coordinates(model, train_items: list, val_items: list, minutes: float
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
+    if not train_items or not val_items:
+        raise ValueError(f"refinement needs train and val crystals, got {len(train_items)} and {len(val_items)}")
     train, val = posterior_groups(model, train_items), posterior_groups(model, val_items)
     encode_s = time.perf_counter() - start
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith("coords."))
-    params = [p for p in model.coords.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=lr)
-    best = validation_loss(model, val, atoms_per_batch, seed)
-    history = [{"step": 0, "wall_s": round(time.perf_counter() - start, 1), "val_loss": best}]
-    best_state = {k: v.clone() for k, v in model.coords.state_dict().items()}
+    decoder_params = list(model.coords.parameters())
+    optimizer = torch.optim.AdamW(decoder_params, lr=lr)
+    history: list[dict] = []
+    best, best_state = math.inf, {k: v.clone() for k, v in model.coords.state_dict().items()}
+
+    def validate(steps: int, **extra) -> None:
+        nonlocal best, best_state
+        current = validation_loss(model, val, atoms_per_batch, seed)
+        history.append({"step": steps, "wall_s": round(time.perf_counter() - start, 1), "val_loss": current, **extra})
+        if current < best:
+            best, best_state = current, {k: v.clone() for k, v in model.coords.state_dict().items()}
+            if on_improved is not None and steps:
+                on_improved(model, history)
+
+    validate(0)
     budget_s, steps, crystals, last_val = 60.0 * minutes, 0, 0, time.perf_counter()
     bar = tqdm(desc="refine coords", unit="crystal", disable=not progress, mininterval=10)
-    done = False
-    while not done:
+    while time.perf_counter() - start < budget_s:
         for n, rows in group_batches(train, atoms_per_batch, rng):
             elapsed = time.perf_counter() - start
             if elapsed >= budget_s:
-                done = True
                 break
             model.coords.train()
             for group in optimizer.param_groups:  # cosine decay over the wall-clock budget
@@ -131,25 +141,15 @@ def refine_coordinates(model, train_items: list, val_items: list, minutes: float
                 continue  # a non-finite batch is skipped, not applied
             optimizer.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            torch.nn.utils.clip_grad_norm_(decoder_params, 1.0)
             optimizer.step()
             steps, crystals = steps + 1, crystals + len(rows)
             bar.update(len(rows))
             if time.perf_counter() - last_val >= validate_every_s:
                 last_val = time.perf_counter()
-                current = validation_loss(model, val, atoms_per_batch, seed)
-                history.append({"step": steps, "wall_s": round(last_val - start, 1), "val_loss": current,
-                                "train_loss": float(loss.detach())})
-                if current < best:
-                    best = current
-                    best_state = {k: v.clone() for k, v in model.coords.state_dict().items()}
-                    if on_improved is not None:
-                        on_improved(model, history)
+                validate(steps, train_loss=float(loss.detach()))
     bar.close()
-    final = validation_loss(model, val, atoms_per_batch, seed)
-    history.append({"step": steps, "wall_s": round(time.perf_counter() - start, 1), "val_loss": final})
-    if final < best:
-        best, best_state = final, {k: v.clone() for k, v in model.coords.state_dict().items()}
+    validate(steps)
     model.coords.load_state_dict(best_state)
     for p in model.parameters():
         p.requires_grad_(True)
@@ -165,8 +165,9 @@ def refine_best(params, dataset: str, out_dir, minutes: float, threads: int = 1,
     weights: the refined checkpoint keeps them as `joint_model_state` beside the refined `model_state`, so a rerun
     with another budget starts from the same weights, and one with the same budget is reused. Splits as
     `train_dataset` selects them (val for model selection). The history lands in the checkpoint and in
-    `history.json` under `refinement`. `frame`: the processed table (default: `load_processed`). Returns that entry. A stopped refinement starts again from the joint weights
-    (its budget is minutes, not a resumable schedule)."""
+    `history.json` under `refinement`. `frame`: the processed table (default: `load_processed`). Returns that
+    entry. A stopped refinement starts again from the joint weights (its budget is minutes, not a resumable
+    schedule)."""
     import json
     from pathlib import Path
 

@@ -59,6 +59,12 @@ def test_refinement_moves_only_the_decoder_and_lowers_its_loss(setup):
     assert all(np.isfinite(s["frac_coords"]).all() for s in samples)
 
 
+def test_refinement_refuses_an_empty_split(setup):
+    model, items, _ = setup
+    with pytest.raises(ValueError, match="got 0 and 12"):
+        refine_coordinates(model, [], items, minutes=0.01, progress=False)
+
+
 def test_refine_best_keeps_the_joint_weights_and_reuses_a_finished_refinement(tmp_path, params):
     import dataclasses
     import json
