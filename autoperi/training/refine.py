@@ -162,7 +162,8 @@ def refine_coordinates(model, train_items: list, val_items: list, minutes: float
 def refine_best(params, dataset: str, out_dir, minutes: float, threads: int = 1, progress: bool = True,
                 frame=None, **kwargs) -> dict:
     """Refine the coordinate decoder of `<out_dir>/best.pt` for `minutes`, always starting from the joint-training
-    weights: the refined checkpoint keeps them as `joint_model_state` beside the refined `model_state`, so a rerun
+    weights: the refined checkpoint keeps their coordinate decoder (the only part refinement moves) as
+    `joint_coords_state` beside the refined `model_state`, so a rerun
     with another budget starts from the same weights, and one with the same budget is reused. Splits as
     `train_dataset` selects them (val for model selection). The history lands in the checkpoint and in
     `history.json` under `refinement`. `frame`: the processed table (default: `load_processed`). Returns that
@@ -185,8 +186,10 @@ def refine_best(params, dataset: str, out_dir, minutes: float, threads: int = 1,
             print(f"{best}: coordinate decoder already refined for {minutes} minutes; reused", flush=True)
         return done
     torch.set_num_threads(threads)
-    joint = state.get("joint_model_state", state["model_state"])
-    meta = {k: v for k, v in state.items() if k not in ("model_state", "joint_model_state", "optimizer_state",
+    joint_coords = state.get("joint_coords_state") or {k: v for k, v in state["model_state"].items()
+                                                       if k.startswith("coords.")}
+    joint = {**state["model_state"], **joint_coords}
+    meta = {k: v for k, v in state.items() if k not in ("model_state", "joint_coords_state", "optimizer_state",
                                                         "scheduler_state", "rng", "refinement")}
     model = build_autoperi_model(meta)
     model.load_state_dict(joint)
@@ -204,7 +207,7 @@ def refine_best(params, dataset: str, out_dir, minutes: float, threads: int = 1,
                 "code_version": code_version(), **extra}
 
     def write(current, history, result=None) -> None:
-        save_checkpoint({**meta, "model_state": current.state_dict(), "joint_model_state": joint,
+        save_checkpoint({**meta, "model_state": current.state_dict(), "joint_coords_state": joint_coords,
                          "refinement": entry(history, result)}, best)
 
     result = refine_coordinates(model, train_items, val_items, minutes, on_improved=write, progress=progress,
