@@ -76,7 +76,8 @@ class EvaluationConfig:
     checkpoint_datasets: tuple[str, ...] = ("perov_5", "mp20_bt")
     checkpoint_model: str = "autoperi_10k"        # row name: reports/{samples,metrics}/<dataset>/<name>.*
     checkpoint_n_samples: int = 10000
-    checkpoint_stability_n: int = 0               # CHGNet relaxations for that row (S.U.N. stays on the autoperi row)
+    checkpoint_stability_n_by_dataset: dict | None = None  # CHGNet relaxations for that row, e.g. {mp20_bt: 200};
+                                                           # unlisted: none (S.U.N. then stays on the autoperi row)
 
 
 @dataclass(frozen=True)

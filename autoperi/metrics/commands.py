@@ -74,7 +74,8 @@ def cmd_evaluate_checkpoint(args) -> int:
     write_samples(samples, out)
     print(f"{len(samples)} samples of {checkpoint} ({steps or model.cfg.sample_steps} Euler steps) -> {out}")
     params = dataclasses.replace(params, evaluation=dataclasses.replace(cfg, n_samples=n))
-    stability = cfg.checkpoint_stability_n if args.stability is None else args.stability
+    by_dataset = cfg.checkpoint_stability_n_by_dataset or {}
+    stability = by_dataset.get(args.dataset, 0) if args.stability is None else args.stability
     return _score(params, out, args.dataset, model_name, stability, "cdvae", None)
 
 
@@ -171,7 +172,7 @@ def register(sub) -> None:
     c.add_argument("--n", type=int, default=None, help="samples (default: evaluation.checkpoint_n_samples)")
     c.add_argument("--model", default=None, help="row name (default: evaluation.checkpoint_model)")
     c.add_argument("--stability", type=int, default=None,
-                   help="CHGNet relaxations (default: evaluation.checkpoint_stability_n)")
+                   help="CHGNet relaxations (default: evaluation.checkpoint_stability_n_by_dataset)")
     c.add_argument("--threads", type=int, default=2, help="torch threads for sampling")
     c.add_argument("--scheduler", default=None, help="dask scheduler tcp://HOST:PORT (default: a LocalCluster)")
     c.add_argument("--workers", type=int, default=None, help="LocalCluster workers; 0 = serial")

@@ -156,3 +156,23 @@ def test_evaluate_checkpoint_refuses_a_checkpoint_of_another_dataset(checkpoint,
     assert code == 2
     err = capsys.readouterr().err
     assert "trained on 'perov_5', not 'mp20_bt'" in err
+
+
+def test_evaluate_checkpoint_relaxes_as_many_samples_as_its_dataset_is_given(checkpoint, tmp_path, monkeypatch):
+    from autoperi.config import load_params
+    from autoperi.metrics import commands
+
+    path, _ = checkpoint
+    params = load_params("params.yaml", "smoke")
+    evaluation = dataclasses.replace(params.evaluation, samples_dir=str(tmp_path),
+                                     checkpoint_stability_n_by_dataset={"perov_5": 3, "mp20_bt": 200})
+    monkeypatch.setattr(commands, "_params_with", lambda args: dataclasses.replace(params, evaluation=evaluation))
+    scored = []
+    monkeypatch.setattr(commands, "_score", lambda params, out, dataset, model, stability, *rest:
+                        scored.append((params.evaluation.n_samples, out, stability)) or 0)
+    assert main(["evaluate-checkpoint", "--dataset", "perov_5", "--checkpoint", str(path), "--n", "2",
+                 "--threads", "1"]) == 0
+    assert main(["evaluate-checkpoint", "--dataset", "perov_5", "--checkpoint", str(path), "--n", "2",
+                 "--threads", "1", "--stability", "0"]) == 0
+    assert [(n, stability) for n, _, stability in scored] == [(2, 3), (2, 0)]
+    assert len(read_back(scored[0][1])) == 2
