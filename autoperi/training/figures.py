@@ -53,3 +53,22 @@ def plot_loss_curves(history: list[dict], title: str | None = None):
     if not epochs:
         axes.flat[0].text(0.5, 0.5, "no epochs", ha="center")
     return fig
+
+
+def plot_refinement(refinements: dict[str, dict]):
+    """Validation loss of each dataset's coordinate-decoder refinement (`history.json` → `refinement`) against wall
+    minutes, train loss at the same points where recorded."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for name, refined in refinements.items():
+        minutes = [h["wall_s"] / 60.0 for h in refined["history"]]
+        ax.plot(minutes, [h["val_loss"] for h in refined["history"]], marker="o", label=f"{name} val")
+        train = [(h["wall_s"] / 60.0, h["train_loss"]) for h in refined["history"] if "train_loss" in h]
+        if train:
+            ax.plot(*zip(*train, strict=True), ls=":", label=f"{name} train (last batch)")
+    ax.set_xlabel("wall minutes")
+    ax.set_ylabel("coordinate loss")
+    ax.set_title("coordinate-decoder refinement")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

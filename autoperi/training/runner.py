@@ -189,7 +189,9 @@ def read_training_run(params: Params, dataset: str, frame: pd.DataFrame | None =
 
 def training_summary(results: dict[str, dict]) -> dict[str, dict]:
     """Per dataset, the numbers `dvc metrics show` lists: epochs, stop reason, best val loss, wall minutes, median
-    crystals/s of the training pass, and counts of train/val crystals and skipped steps or rows."""
+    crystals/s of the training pass, and counts of train/val crystals and skipped steps or rows; with a finished
+    coordinate-decoder refinement, its minutes, crystals/s and validation loss before and after (its own loss: the
+    coordinate terms only, not comparable with best_val_loss)."""
     out = {}
     for name, r in results.items():
         speeds = [h["crystals_per_s"] for h in r["history"] if np.isfinite(h.get("crystals_per_s", np.nan))]
@@ -206,6 +208,11 @@ def training_summary(results: dict[str, dict]) -> dict[str, dict]:
             "skipped_steps": r["skipped_steps"],
             "graphs_s": round(r["graphs_s"], 2) if "graphs_s" in r else None,  # not kept by read_training_run
         }
+        refined = r.get("refinement") or {}
+        if refined.get("complete"):
+            out[name].update(refine_minutes=refined["minutes"], refine_crystals_per_s=refined["crystals_per_s"],
+                             refine_val_loss_start=refined["history"][0]["val_loss"],
+                             refine_val_loss_best=refined["best_val_loss"])
     return out
 
 

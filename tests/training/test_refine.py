@@ -107,3 +107,14 @@ def test_refine_best_keeps_the_joint_weights_and_reuses_a_finished_refinement(tm
     state = read_checkpoint(tmp_path / "best.pt")
     assert again["minutes"] == 0.05
     assert all(torch.equal(state["joint_coords_state"][k], joint[k]) for k in state["joint_coords_state"])
+
+
+def test_refinement_figure_plots_the_validation_curve_against_minutes():
+    from autoperi.training.figures import plot_refinement
+
+    history = [{"step": 0, "wall_s": 0.0, "val_loss": 0.9}, {"step": 5, "wall_s": 120.0, "val_loss": 0.8,
+                                                              "train_loss": 0.7}]
+    fig = plot_refinement({"mp20_bt": {"history": history}})
+    val, train = fig.axes[0].lines
+    assert list(val.get_xdata()) == [0.0, 2.0] and list(val.get_ydata()) == [0.9, 0.8]
+    assert list(train.get_xdata()) == [2.0] and list(train.get_ydata()) == [0.7]

@@ -82,6 +82,17 @@ def test_training_summary_takes_the_median_speed_and_counts(tmp_path):
     summary = json.loads(path.read_text())["perov_5"]
     assert summary["crystals_per_s"] == 20.0 and summary["wall_minutes"] == 1.235
     assert summary["val_skipped_unknown_elements"] == 2 and summary["stop_reason"] == "early_stopping"
+    assert "refine_minutes" not in summary
+
+    refinement = {"minutes": 5, "complete": True, "crystals_per_s": 600.0, "best_val_loss": 0.7,
+                  "history": [{"step": 0, "val_loss": 0.9}, {"step": 10, "val_loss": 0.7}]}
+    refined = write_training_summary({"mp20_bt": {**result, "refinement": refinement}}, tmp_path / "s.json")
+    summary = json.loads(refined.read_text())["mp20_bt"]
+    assert (summary["refine_minutes"], summary["refine_crystals_per_s"]) == (5, 600.0)
+    assert (summary["refine_val_loss_start"], summary["refine_val_loss_best"]) == (0.9, 0.7)
+    stopped = write_training_summary({"mp20_bt": {**result, "refinement": {**refinement, "complete": False}}},
+                                     tmp_path / "s.json")
+    assert "refine_minutes" not in json.loads(stopped.read_text())["mp20_bt"]  # a stopped refinement is not reported
 
 
 def test_per_dataset_budget_falls_back_to_max_minutes():
