@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from pymatgen.core import Element
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from pymatgen.core import Element  # noqa: E402
-
-from autoperi.graphs.neighbors import neighbor_list  # noqa: E402
+from autoperi.graphs.neighbors import neighbor_list
 
 ENERGY_COLUMNS = ("formation_energy_per_atom", "heat_of_formation", "heat_of_formation_cmr", "energy_per_atom")
 
@@ -49,6 +46,7 @@ def _hist_panel(frames: dict, column: str, xlabel: str, bins=40, logy=False, dis
         ax.set_yscale("log")
     ax.legend(fontsize=8, ncols=2)
     fig.tight_layout()
+    plt.close(fig)  # displayed once where returned (the inline backend would show it again)
     return fig
 
 
@@ -83,6 +81,7 @@ def element_heatmap(frames: dict):
     fig.colorbar(image, ax=ax, shrink=0.7, label="% of crystals containing the element")
     ax.set_title("Element frequency (all datasets shown)")
     fig.tight_layout()
+    plt.close(fig)  # displayed once where returned (the inline backend would show it again)
     return fig
 
 
@@ -97,6 +96,7 @@ def crystal_system_bars(frames: dict):
     ax.set_ylabel("% of crystals")
     ax.legend(fontsize=8, ncols=2)
     fig.tight_layout()
+    plt.close(fig)  # displayed once where returned (the inline backend would show it again)
     return fig
 
 

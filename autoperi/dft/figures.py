@@ -39,6 +39,7 @@ def plot_convergence(table: pd.DataFrame, out_path: str | Path | None = None, to
     if out_path is not None:
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out_path, dpi=120)
+    plt.close(fig)  # displayed once where returned (the inline backend would show it again)
     return fig
 
 
@@ -76,6 +77,7 @@ def plot_parity(tables: dict[str, pd.DataFrame], column: str, label: str, out_pa
     if out_path is not None:
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out_path, dpi=120)
+    plt.close(fig)  # displayed once where returned (the inline backend would show it again)
     return fig
 
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import math
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 
 def loss_terms(history: list[dict]) -> list[str]:
@@ -52,6 +49,7 @@ def plot_loss_curves(history: list[dict], title: str | None = None):
     fig.tight_layout()
     if not epochs:
         axes.flat[0].text(0.5, 0.5, "no epochs", ha="center")
+    plt.close(fig)  # displayed once where returned (the inline backend would show it again)
     return fig
 
 
