@@ -48,7 +48,6 @@ def main() -> None:
     report = json.loads(out_path.read_text()) if out_path.exists() else {}
     report.update({
         "machine": f"{platform.machine()} {os.cpu_count()} CPU cores, torch {torch.__version__}",
-        "load_average_at_start": os.getloadavg(),
         "threads": args.threads,
         "anchors": ANCHORS,
     })
@@ -61,9 +60,9 @@ def main() -> None:
         model, meta = load_model(checkpoint)
         steps = args.steps or sample_steps_for(params, dataset)
         sampling_speed(model, 200, n_steps=steps)  # warm-up
-        start = time.time()
+        start, load = time.time(), os.getloadavg()
         result = sampling_speed(model, args.n, n_steps=steps)
-        result["measured_at_unix"] = start
+        result.update(measured_at_unix=start, load_average_at_start=load, threads=args.threads)
         result["checkpoint"] = {"path": str(checkpoint.relative_to(REPO)), "sha256": sha256_of(checkpoint),
                                 "epoch": (meta.get("progress") or {}).get("epoch"),
                                 "git_commit": (meta.get("code_version") or {}).get("git_commit")}
