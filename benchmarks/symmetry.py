@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from autoperi.config import load_params
 from autoperi.data.preprocess import record_to_structure
 from autoperi.data.registry import load_processed
+from autoperi.data.sources import sha256_of
 from autoperi.metrics.evaluate import load_samples
 from autoperi.metrics.figures import sample_fingerprints
 from autoperi.metrics.references import build_references
@@ -80,8 +81,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     params = load_params(REPO / "params.yaml")
     tables = load_processed(params, args.datasets)
-    report = {"machine": f"{platform.machine()} {os.cpu_count()} CPU cores, torch {torch.__version__}",
-              "symprec_angstrom": SYMPREC, "n_per_count": args.n, "datasets": {}}
+    out_path = Path(args.out)
+    report = json.loads(out_path.read_text()) if out_path.exists() else {"datasets": {}}  # other datasets kept
+    report.update(machine=f"{platform.machine()} {os.cpu_count()} CPU cores, torch {torch.__version__}",
+                  symprec_angstrom=SYMPREC, n_per_count=args.n)
     for dataset in args.datasets:
         test = tables[dataset][tables[dataset]["split"] == "test"]
         rows = test.sample(min(args.n, len(test)), random_state=0).to_dict("records")
@@ -90,7 +93,9 @@ def main() -> None:
         _, stored, _ = load_samples(path)
         stored = [s for s in stored if s is not None][: args.n]
         entry["pipeline_samples_above_p1"] = above_p1(stored, f"{dataset} samples")
-        model, _ = load_model(params.path(params.train.models_dir) / dataset / "best.pt")
+        checkpoint = params.path(params.train.models_dir) / dataset / "best.pt"
+        model, _ = load_model(checkpoint)
+        entry["checkpoint_sha256"] = sha256_of(checkpoint)
         entry["fresh_samples_above_p1_by_steps"] = {
             str(k): above_p1(samples_to_structures(generate(model, args.n, n_steps=k, seed=1))[0], f"{dataset} K={k}")
             for k in args.steps
@@ -98,7 +103,7 @@ def main() -> None:
         entry["cov_recall_split"] = {m: recall_split(params, dataset, m) for m in args.models}
         report["datasets"][dataset] = entry
         print(dataset, json.dumps(entry))
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+        out_path.write_text(json.dumps(report, indent=1) + "\n")  # after every dataset: nothing measured is lost
     print(f"-> {args.out}")
 
 
