@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 from pathlib import Path
 
 import mlflow
 
 from autoperi import __version__
 from autoperi.config import Params
+from autoperi.tracking.provenance import git_commit
 
 
 def tracking_uri(params: Params) -> str:
@@ -27,24 +27,6 @@ def tracking_uri(params: Params) -> str:
         db.parent.mkdir(parents=True, exist_ok=True)
         return prefix + str(db)
     return uri
-
-
-def git_commit(root: Path) -> str:
-    """`git rev-parse HEAD` of `root` (+ `-dirty` if tracked files changed), or 'unknown' outside git."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, str]:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import autoperi
-from autoperi.tracking.mlflow_runs import git_commit
+from autoperi.tracking.provenance import git_commit
 
 FORMAT = "autoperi-checkpoint/1"
 

@@ -1,6 +1,8 @@
-"""`autoperi train`: thin wrapper over `autoperi.training.runner.train_dataset` (registered by autoperi/cli.py).
+"""`autoperi train`: thin wrapper over `autoperi.training.runner.train_dataset` (registered by autoperi/cli.py);
+`autoperi refine`: the coordinate-decoder refinement alone (`autoperi.training.refine.refine_best`).
 
     autoperi train --dataset perov_5 [--epochs N] [--max-minutes M] [--resume | --no-resume] [--out DIR] [--nproc 2]
+    autoperi refine --dataset mp20_bt [--minutes M] [--device cuda]
 
 `--nproc N` (or `train.processes` in params.yaml) relaunches the same command under
 `torchrun --standalone --nproc_per_node N` (DDP; gloo on CPU). Launching torchrun yourself works too:
@@ -103,3 +105,45 @@ def register(sub) -> None:
     )
     train.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     train.set_defaults(func=cmd_train)
+    register_refine(sub)
+
+
+def cmd_refine(args) -> int:
+    """`autoperi refine`: the coordinate-decoder refinement of a trained checkpoint (autoperi.training.refine)."""
+    from pathlib import Path
+
+    from autoperi.config import load_params
+    from autoperi.training.refine import refine_best
+
+    params = load_params(args.params, args.profile)
+    out = Path(args.out) if args.out else params.path(params.train.models_dir) / args.dataset
+    minutes = args.minutes
+    if minutes is None:
+        minutes = (params.train.refine_minutes_by_dataset or {}).get(args.dataset)
+    if not minutes:
+        print(f"autoperi refine: no --minutes and no train.refine_minutes_by_dataset entry for {args.dataset}")
+        return 2
+    extra = {k: v for k, v in (("lr", args.lr), ("atoms_per_batch", args.atoms_per_batch),
+                                 ("validate_every_s", args.validate_every_s)) if v is not None}
+    entry = refine_best(params, args.dataset, out, minutes, threads=args.threads or params.train.threads,
+                        device=args.device, **extra)
+    print(json.dumps({k: v for k, v in entry.items() if k != "history"}))
+    return 0
+
+
+def register_refine(sub) -> None:
+    refine = sub.add_parser(
+        "refine",
+        help="refine the coordinate decoder of <models>/<dataset>/best.pt alone (frozen encoder posteriors)",
+        description=cmd_refine.__doc__,
+    )
+    refine.add_argument("--dataset", required=True)
+    refine.add_argument("--minutes", type=float, default=None, help="wall budget (default: "
+                        "train.refine_minutes_by_dataset)")
+    refine.add_argument("--device", default="cpu", help="cpu or cuda (posteriors: <out>/posteriors.pt, cached)")
+    refine.add_argument("--out", default=None, help="checkpoint folder (default: <train.models_dir>/<dataset>)")
+    refine.add_argument("--threads", type=int, default=None, help="torch threads (default: train.threads)")
+    refine.add_argument("--lr", type=float, default=None)
+    refine.add_argument("--atoms-per-batch", type=int, default=None)
+    refine.add_argument("--validate-every-s", type=float, default=None)
+    refine.set_defaults(func=cmd_refine)

@@ -118,3 +118,44 @@ def test_refinement_figure_plots_the_validation_curve_against_minutes():
     val, train = fig.axes[0].lines
     assert list(val.get_xdata()) == [0.0, 2.0] and list(val.get_ydata()) == [0.9, 0.8]
     assert list(train.get_xdata()) == [2.0] and list(train.get_ydata()) == [0.7]
+
+
+def test_posteriors_are_cached_by_encoder_weights_and_data(tmp_path, params):
+    """The GPU path reads `posteriors.pt` without the data; a changed encoder (or data hash) recomputes it."""
+    import dataclasses
+
+    from autoperi.training.refine import cached_posteriors
+
+    structures = list(raw_structures("mp20_bt", 6))
+    frame = pd.concat([frame_of(structures, "train"), frame_of(structures[:3], "val")], ignore_index=True)
+    frame["id"] = [f"s{i}" for i in range(len(frame))]
+    torch.manual_seed(0)
+    model = AutoPeriGNN(small_config(), dataset_statistics(frame[frame["split"] == "train"]))
+    state = {"model_state": model.state_dict(), "data_hash": "abc"}
+    params = dataclasses.replace(params, train=dataclasses.replace(params.train, max_val_rows=None,
+                                                                   max_train_rows=None))
+    cache = tmp_path / "posteriors.pt"
+    train, val = cached_posteriors(params, "mp20_bt", state, model, cache, frame=frame)
+    assert cache.exists()
+    assert sum(len(g["mu"]) for g in train.values()) == 6 and sum(len(g["mu"]) for g in val.values()) == 3
+    # a hit reads the file: an empty table would fail if it were used
+    again = cached_posteriors(params, "mp20_bt", state, model, cache, frame=frame.iloc[:0])
+    assert all(torch.equal(again[0][n]["mu"], train[n]["mu"]) for n in train)
+    with torch.no_grad():
+        next(model.encoder.parameters()).add_(0.5)
+    moved = cached_posteriors(params, "mp20_bt", {**state, "model_state": model.state_dict()}, model, cache,
+                              frame=frame)
+    assert not all(torch.equal(moved[0][n]["mu"], train[n]["mu"]) for n in train)
+    with pytest.raises(ValueError, match="no train rows"):  # another data hash: the (empty) table is read
+        cached_posteriors(params, "mp20_bt", {**state, "data_hash": "xyz"}, model, cache, frame=frame.iloc[:0])
+
+
+def test_checkpoints_load_without_mlflow():
+    """Refinement on a lent GPU machine runs the package without MLflow: the checkpoint module must not need it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import autoperi.training.checkpoint, autoperi.training.refine, autoperi.tracking.provenance;"
+            " assert 'mlflow' not in sys.modules, 'mlflow imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
