@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import os
@@ -14,15 +15,16 @@ from autoperi.config import load_params
 
 DATA_SOURCE_ENV = "AUTOPERI_DATA_SOURCE"
 
-# Modules that define `register(subparsers)`; they import heavy dependencies (torch, CHGNet, GPAW) inside the
-# command functions, so `autoperi data` stays fast.
-_SUBSYSTEM_COMMANDS = (
-    "autoperi.metrics.commands",    # autoperi evaluate, evaluate-checkpoint, references
-    "autoperi.baselines.commands",  # autoperi baselines
-    "autoperi.dft.commands",        # autoperi dft
-    "autoperi.training.commands",   # autoperi train
-    "autoperi.sampling.commands",   # autoperi generate
-)
+# Modules that define `register(subparsers)`, with the commands they add; they import heavy dependencies (torch,
+# CHGNet, GPAW) inside the command functions, so `autoperi data` stays fast. A module whose imports fail here (a
+# bare GPU machine carrying only what `autoperi refine` needs, say) leaves its commands answering with the reason.
+_SUBSYSTEM_COMMANDS = {
+    "autoperi.metrics.commands": ("evaluate", "evaluate-checkpoint", "references"),
+    "autoperi.baselines.commands": ("baselines",),
+    "autoperi.dft.commands": ("dft", "dft-convergence"),
+    "autoperi.training.commands": ("train", "refine"),
+    "autoperi.sampling.commands": ("generate", "csp"),
+}
 
 
 def _params(args):
@@ -137,13 +139,28 @@ def build_parser() -> argparse.ArgumentParser:
     lognb.set_defaults(func=cmd_log_notebook)
 
     # Each subsystem adds its own subcommands (`register(sub)`), so this file stays a table of contents.
-    for module in _SUBSYSTEM_COMMANDS:
-        importlib.import_module(module).register(sub)
+    for module, commands in _SUBSYSTEM_COMMANDS.items():
+        try:
+            importlib.import_module(module).register(sub)
+        except ImportError as exc:
+            for name in commands:
+                stub = sub.add_parser(name, help=f"unavailable here: {exc}", add_help=False)
+                stub.set_defaults(func=functools.partial(_unavailable, name, exc), accepts_extra=True)
     return parser
 
 
+def _unavailable(command: str, exc: ImportError, args) -> int:
+    missing = f"the module {exc.name!r}" if exc.name else "a dependency"
+    print(f"autoperi {command}: needs {missing}, which does not import here ({exc}); install the project's "
+          "requirements (README: set-up)", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "accepts_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return args.func(args)
 
 
