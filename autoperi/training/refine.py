@@ -264,7 +264,9 @@ def refine_best(params, dataset: str, out_dir, minutes: float, threads: int = 1,
                                                         "scheduler_state", "rng", "refinement")}
     model = build_autoperi_model(meta)
     model.load_state_dict(joint)
+    started = time.perf_counter()
     posteriors = cached_posteriors(params, dataset, state, model, out_dir / "posteriors.pt", frame=frame)
+    encode_s = round(time.perf_counter() - started, 1)  # ~0 when read from the cache
 
     def entry(history, result=None) -> dict:
         # complete: False while running (best weights so far); a stopped refinement restarts from the joint weights
@@ -277,8 +279,8 @@ def refine_best(params, dataset: str, out_dir, minutes: float, threads: int = 1,
         save_checkpoint({**meta, "model_state": weights, "joint_coords_state": joint_coords,
                          "refinement": entry(history, result)}, best)
 
-    result = refine_coordinates(model, [], [], minutes, on_improved=write, progress=progress, device=device,
-                                posteriors=posteriors, **kwargs)
+    result = {**refine_coordinates(model, [], [], minutes, on_improved=write, progress=progress, device=device,
+                                   posteriors=posteriors, **kwargs), "encode_s": encode_s}
     write(model, result["history"], result)
     history_path = out_dir / "history.json"
     if history_path.exists():
