@@ -257,11 +257,12 @@ def fit(
         "world_size": job.world_size,
     }
 
-    def checkpoint(path: Path, full: bool = True) -> None:
+    def checkpoint(path: Path, full: bool = True, extra: dict | None = None) -> None:
         rngs = distributed.gather_objects(rng_state(), job) if full else None
         if not job.is_main:
             return
-        state = {**meta, "model_state": model.state_dict(), "progress": dict(prog), "history": history}
+        state = {**meta, "model_state": model.state_dict(), "progress": dict(prog), "history": history,
+                 **(extra or {})}
         if full:
             state.update(
                 optimizer_state=optimizer.state_dict(),
@@ -282,8 +283,19 @@ def fit(
     def over_budget() -> bool:
         return cfg.max_minutes is not None and prog["elapsed_s"] > 60 * cfg.max_minutes
 
+    def first_epoch_unfinished_best() -> None:
+        """A budget spent inside the first epoch leaves no validated epoch: the weights so far become best.pt,
+        validated, so every run leaves a model to sample. prog and history stay as they are (a resume continues
+        the epoch, and its first finished epoch replaces this best.pt)."""
+        extra = {"partial_epoch": {"batches": prog["batch_in_epoch"], "of": batches_per_epoch}}
+        if val_data is not None and len(val_data) > 0:
+            extra["partial_epoch"]["val_loss"] = evaluate(model, val_data, cfg, collate, job)["loss"]
+        checkpoint(out_dir / BEST, full=False, extra=extra)
+
     if over_budget():  # same value on every process: it comes from the checkpoint
         prog["stop_reason"] = "time_budget"
+        if not history and not (out_dir / BEST).exists():
+            first_epoch_unfinished_best()
         return fit_result(prog, history, out_dir, digest)
     with mlflow_run(params, dataset, log_mlflow and job.is_main, digest, prog) as mlflow:
         while prog["epoch"] < target_epochs() and not prog["finished"] and prog["stop_reason"] != "time_budget":
@@ -341,6 +353,8 @@ def fit(
             bar.close()
             if prog["batch_in_epoch"] < len(batches):  # time budget hit mid-epoch: keep the partial epoch
                 checkpoint(out_dir / LAST)
+                if not history:
+                    first_epoch_unfinished_best()
                 break
             record = _finish_epoch(model, val_data, cfg, collate, job, prog, acc, plateau, target_epochs())
             record["learning_rate"] = optimizer.param_groups[0]["lr"]

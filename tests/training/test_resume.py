@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -84,14 +85,22 @@ def test_time_budget_stops_then_resume_finishes_the_same_run(data, tmp_path, uni
     first = fit(model, *data, replace(CFG, max_minutes=1e-9), tmp_path, log_mlflow=False, progress=False)
     assert first["stop_reason"] == "time_budget" and first["epochs_completed"] == 0
     # rank 0 decides at each step; the step that finds the budget spent still completes (one collective a step)
-    assert read_checkpoint(tmp_path / "last.pt")["progress"]["global_step"] == 2
+    last = read_checkpoint(tmp_path / "last.pt")
+    assert last["progress"]["global_step"] == 2
+    # no epoch finished, yet the run leaves a validated best.pt: the weights of the partial epoch
+    best = read_checkpoint(tmp_path / "best.pt")
+    assert best["partial_epoch"]["batches"] == 2 and best["partial_epoch"]["of"] == 3
+    assert math.isfinite(best["partial_epoch"]["val_loss"]) and best["partial_epoch"]["val_loss"] > 0
+    for name, tensor in last["model_state"].items():
+        assert torch.equal(best["model_state"][name], tensor), name
     # the same budget again: nothing to do
     again = fit(TinyRegressor(dropout=0.2), *data, replace(CFG, max_minutes=1e-9), tmp_path, log_mlflow=False)
     assert again["stop_reason"] == "time_budget"
     assert read_checkpoint(tmp_path / "last.pt")["progress"]["global_step"] == 2
     resumed = TinyRegressor(dropout=0.2)
     result = fit(resumed, *data, CFG, tmp_path, log_mlflow=False, progress=False)
-    _assert_same_run(resumed, result, uninterrupted)
+    _assert_same_run(resumed, result, uninterrupted)  # validating the partial epoch drew no random numbers
+    assert "partial_epoch" not in read_checkpoint(tmp_path / "best.pt")  # a finished epoch replaced it
 
 
 KILLED_RUN = """
