@@ -6,6 +6,9 @@ model samples (`SAMPLING_KEYS`) reuses the first variant's checkpoint; any other
 `ablations.max_minutes` (the same budget for all), seeded like the main run, resumable. Each variant's samples go
 to `<reports_dir>/<dataset>/<variant>.extxyz` and are scored by `evaluate_samples` (same references, same
 `ablations.stability_n` CHGNet relaxations), so a difference between rows is the variant's and nothing else.
+A rerun reuses a variant's row from `summary.json` when its checkpoint (sha256), overrides and sampling/scoring
+settings are unchanged and its samples are on disk (`reusable_row`), so a stopped run redoes only what it had not
+finished.
 """
 
 from __future__ import annotations
@@ -52,9 +55,22 @@ def plan(params: Params) -> list[dict]:
     return out
 
 
+def reusable_row(previous: dict | None, name: str, overrides: dict, checkpoint_sha256: str, settings: dict,
+                 out_dir: Path) -> dict | None:
+    """The variant's row from an earlier run when nothing that made it has changed: same checkpoint bytes, same
+    overrides, same `settings` (n_samples, stability_n, seed, sample steps) and its samples still on disk; else None."""
+    row = (previous or {}).get("variants", {}).get(name)
+    if not row or row.get("checkpoint_sha256") != checkpoint_sha256 or row.get("overrides") != overrides:
+        return None
+    if row.get("settings") != settings or not (out_dir / f"{name}.extxyz").is_file():
+        return None
+    return row
+
+
 def run_ablations(params: Params, client=None, progress: bool = True) -> dict[str, dict]:
     """Train (or resume) the trained variants, sample every variant, score each; returns name → row and writes
     `<reports_dir>/<dataset>/summary.json` after every variant (a stopped run keeps what it finished)."""
+    from autoperi.data.sources import sha256_of
     from autoperi.metrics.evaluate import evaluate_samples
     from autoperi.metrics.references import build_references
     from autoperi.sampling.sampler import generate, load_model, sample_steps_for, write_samples
@@ -65,6 +81,8 @@ def run_ablations(params: Params, client=None, progress: bool = True) -> dict[st
     out_dir = params.path(cfg.reports_dir) / dataset
     out_dir.mkdir(parents=True, exist_ok=True)
     references = build_references(params, dataset, client)
+    summary_path = out_dir / "summary.json"
+    previous = json.loads(summary_path.read_text()) if summary_path.is_file() else None
     rows: dict[str, dict] = {}
     for item in plan(params):
         name, overrides = item["name"], item["overrides"]
@@ -78,11 +96,20 @@ def run_ablations(params: Params, client=None, progress: bool = True) -> dict[st
                                    progress=progress)
             row.update(epochs=result["epochs_completed"], stop_reason=result["stop_reason"],
                        best_val_loss=result["best_val_loss"], train_minutes=round(result["train_minutes"], 2))
+        # the main row's step count unless the variant sets its own (one_shot)
+        steps = overrides.get("sample_steps") or sample_steps_for(params, dataset)
+        settings = {"n_samples": cfg.n_samples, "stability_n": cfg.stability_n, "seed": cfg.seed, "sample_steps": steps}
+        digest = sha256_of(item["checkpoint"])
+        done = reusable_row(previous, name, overrides, digest, settings, out_dir)
+        if done is not None:
+            print(f"ablations: {name} unchanged since the last run (checkpoint {digest[:12]}): row reused")
+            rows[name] = done
+            _write_summary(summary_path, params, rows)
+            continue
+        row.update(checkpoint_sha256=digest, settings=settings)
         model, _ = load_model(item["checkpoint"])
         model.cfg = dataclasses.replace(model.cfg, **{k: v for k, v in overrides.items() if k in SAMPLING_KEYS})
         start = time.perf_counter()
-        # the main row's step count unless the variant sets its own (one_shot)
-        steps = overrides.get("sample_steps") or sample_steps_for(params, dataset)
         samples = generate(model, cfg.n_samples, n_steps=steps, seed=cfg.seed)
         sample_s = time.perf_counter() - start
         path = write_samples(samples, out_dir / f"{name}.extxyz")
@@ -94,10 +121,15 @@ def run_ablations(params: Params, client=None, progress: bool = True) -> dict[st
         row.update({k: metrics.get(k) for k in SHOWN})
         row["stability"] = metrics.get("stability") or {}
         rows[name] = row
-        summary = {"dataset": dataset, "profile": params.profile, "max_minutes": cfg.max_minutes,
-                   "n_samples": cfg.n_samples, "stability_n": cfg.stability_n, "variants": rows}
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
+        _write_summary(summary_path, params, rows)
     return rows
+
+
+def _write_summary(path: Path, params: Params, rows: dict[str, dict]) -> None:
+    cfg = params.ablations
+    summary = {"dataset": cfg.dataset, "profile": params.profile, "max_minutes": cfg.max_minutes,
+               "n_samples": cfg.n_samples, "stability_n": cfg.stability_n, "variants": rows}
+    path.write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
 
 
 def _plain(value):

@@ -55,3 +55,22 @@ def test_ablation_dataset_gets_its_model_overrides_and_a_slot_variant_drops_the_
     assert full.distinct_element_head and full.by_dataset is None
     slots = variant_model_config(local, "slots", {"composition_decoder": "slots"})
     assert slots.composition_decoder == "slots" and not slots.distinct_element_head
+
+
+def test_a_rerun_reuses_a_row_only_when_checkpoint_overrides_settings_and_samples_are_unchanged(tmp_path):
+    from autoperi.ablations import reusable_row
+
+    settings = {"n_samples": 16, "stability_n": 0, "seed": 0, "sample_steps": 10}
+    row = {"overrides": {"w_flow": 0.0}, "checkpoint_sha256": "abc", "settings": settings, "cov_recall": 50.0}
+    previous = {"variants": {"no_flow_prior": row}}
+    args = ("no_flow_prior", {"w_flow": 0.0}, "abc", settings, tmp_path)
+    assert reusable_row(previous, *args) is None  # samples not on disk
+    (tmp_path / "no_flow_prior.extxyz").write_text("")
+    assert reusable_row(previous, *args) == row
+    assert reusable_row(previous, "no_flow_prior", {"w_flow": 0.0}, "abd", settings, tmp_path) is None  # retrained
+    assert reusable_row(previous, "no_flow_prior", {"w_flow": 0.5}, "abc", settings, tmp_path) is None
+    assert reusable_row(previous, "no_flow_prior", {"w_flow": 0.0}, "abc", {**settings, "n_samples": 32},
+                        tmp_path) is None
+    assert reusable_row(None, *args) is None and reusable_row(previous, "full", *args[1:]) is None
+    del row["checkpoint_sha256"]  # rows of runs before the hash was recorded are redone
+    assert reusable_row(previous, *args) is None
