@@ -74,3 +74,52 @@ def test_a_rerun_reuses_a_row_only_when_checkpoint_overrides_settings_and_sample
     assert reusable_row(None, *args) is None and reusable_row(previous, "full", *args[1:]) is None
     del row["checkpoint_sha256"]  # rows of runs before the hash was recorded are redone
     assert reusable_row(previous, *args) is None
+
+
+def test_run_ablations_rerun_redoes_only_variants_whose_checkpoint_changed(params, tmp_path, monkeypatch):
+    """The stage's loop with the heavy parts replaced by recorders: a second run with unchanged checkpoints samples
+    and scores nothing; retraining one variant redoes that variant and the sampling-only variant reusing it."""
+    import json
+    from types import SimpleNamespace
+
+    import autoperi.metrics.evaluate as evaluate_mod
+    import autoperi.metrics.references as references_mod
+    import autoperi.sampling.sampler as sampler_mod
+    import autoperi.training.runner as runner_mod
+    from autoperi.ablations import run_ablations
+
+    weights = {"full": b"full-1", "no_physics": b"nophys-1"}
+    scored = []
+
+    def train(variant, dataset, out_dir, **_):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "best.pt").write_bytes(weights[out_dir.name])
+        return {"epochs_completed": 1, "stop_reason": "epochs", "best_val_loss": 1.0, "train_minutes": 0.1}
+
+    def write(samples, path):
+        path.write_text("samples")
+        return path
+
+    def evaluate(path, dataset, name, *_, **__):
+        scored.append(name)
+        return {"struct_validity": 100.0, "cov_recall": float(len(scored))}
+
+    monkeypatch.setattr(runner_mod, "train_dataset", train)
+    monkeypatch.setattr(references_mod, "build_references", lambda *a, **k: None)
+    monkeypatch.setattr(sampler_mod, "load_model", lambda path: (SimpleNamespace(cfg=params.model), None))
+    monkeypatch.setattr(sampler_mod, "generate", lambda model, n, **_: [{"network_evals": 10}] * n)
+    monkeypatch.setattr(sampler_mod, "write_samples", write)
+    monkeypatch.setattr(evaluate_mod, "evaluate_samples", evaluate)
+    local = dataclasses.replace(
+        _with_variants(params, {"full": {}, "no_physics": {"w_ef": 0.0, "w_rdf": 0.0}, "k1": {"sample_steps": 1}}),
+        root=tmp_path,
+    )
+    first = run_ablations(local, progress=False)
+    assert scored == ["full", "no_physics", "k1"] and first["k1"]["cov_recall"] == 3.0
+    assert run_ablations(local, progress=False) == first and len(scored) == 3  # nothing redone
+    weights["full"] = b"full-2"  # the full model retrained: it and k1 (its checkpoint) are scored again
+    third = run_ablations(local, progress=False)
+    assert scored[3:] == ["full", "k1"] and third["no_physics"] == first["no_physics"]
+    summary_path = tmp_path / local.ablations.reports_dir / local.ablations.dataset / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    assert summary["variants"]["full"]["cov_recall"] == 4.0
