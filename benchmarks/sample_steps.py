@@ -58,22 +58,22 @@ def main() -> None:
                        "epoch": (meta.get("progress") or {}).get("epoch")},
     })
     rows = entry.setdefault("by_steps", {})
-    for steps in args.steps:
-        start = time.perf_counter()
-        samples = generate(model, args.n, n_steps=steps, seed=args.seed)
-        sampling_s = time.perf_counter() - start
-        path = work / f"steps{steps}.extxyz"
-        write_samples(samples, path)
-        with dask_client(params.evaluation.scheduler, args.workers) as client:
+    with dask_client(params.evaluation.scheduler, args.workers) as client:  # one cluster for every K
+        for steps in args.steps:
+            start = time.perf_counter()
+            samples = generate(model, args.n, n_steps=steps, seed=args.seed)
+            sampling_s = time.perf_counter() - start
+            path = work / f"steps{steps}.extxyz"
+            write_samples(samples, path)
             result = evaluate_samples(path, args.dataset, f"steps{steps}", params, client=client, stability_n=0,
                                       out_dir=work)
-        evals = [s.get("network_evals", steps) for s in samples]
-        rows[str(steps)] = {**{k: result[k] for k in COLUMNS}, "sampling_s": round(sampling_s, 2),
-                            "network_evals_per_sample": round(sum(evals) / len(evals), 2),
-                            "load_average": os.getloadavg()[0]}
-        print(args.dataset, steps, json.dumps(rows[str(steps)]), flush=True)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(json.dumps(report, indent=2) + "\n")  # after every K: nothing measured is lost
+            evals = [s.get("network_evals", steps) for s in samples]
+            rows[str(steps)] = {**{k: result[k] for k in COLUMNS}, "sampling_s": round(sampling_s, 2),
+                                "network_evals_per_sample": round(sum(evals) / len(evals), 2),
+                                "load_average": os.getloadavg()[0]}
+            print(args.dataset, steps, json.dumps(rows[str(steps)]), flush=True)
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            out_path.write_text(json.dumps(report, indent=2) + "\n")  # after every K: nothing measured is lost
 
 
 if __name__ == "__main__":
