@@ -14,6 +14,7 @@ import autoperi.metrics.samples as samples_module
 from autoperi.data.preprocess import record_to_structure
 from autoperi.metrics.evaluate import METRIC_KEYS, evaluate_samples
 from autoperi.metrics.fastmatch import match_samples
+from autoperi.metrics.figures import coverage_curves, sample_fingerprints
 from autoperi.metrics.matching import novelty, uniqueness
 from autoperi.metrics.references import build_references
 from autoperi.metrics.samples import matcher_primitive_sites
@@ -166,6 +167,19 @@ def test_resume_uses_cached_per_structure_results(setup, serial_result, sample_f
     again = evaluate_samples(sample_folder, "perov_5", "folder", params, references=refs)
     for key in COMPARED:
         assert again[key] == pytest.approx(serial_result[key]), key
+
+
+def test_coverage_curve_reads_the_evaluations_fingerprints(setup, serial_result, sample_folder):
+    params, refs = setup
+    gen_struct, gen_comp = sample_fingerprints(params, "perov_5", "folder", sample_folder, cached_only=True)
+    assert gen_struct.shape == (21, 61) and gen_comp.shape == (21, 132)
+    struct_cutoff, comp_cutoff = refs.cutoffs
+    curve = coverage_curves(gen_struct, gen_comp, refs.test_struct_fps, refs.test_comp_fps, [struct_cutoff],
+                            comp_cutoff)  # fmt: skip
+    assert curve["cov_recall"].iloc[0] == pytest.approx(serial_result["cov_recall"])
+    assert curve["cov_precision"].iloc[0] == pytest.approx(serial_result["cov_precision"])
+    with pytest.raises(KeyError, match="21 of 21 fingerprints are not in the score cache"):
+        sample_fingerprints(params, "perov_5", "never_scored", sample_folder, cached_only=True)
 
 
 def test_resume_after_a_kill_midway(setup, perov_table, module_tmp, monkeypatch):
