@@ -197,13 +197,20 @@ def coverage_figure(
     curves: Mapping[str, pd.DataFrame], struct_cutoff: float, path: str | Path, title: str = ""
 ) -> Path:
     """COV-R (left) and COV-P (right) against the structure cutoff, one line per model; the dataset's cutoff is
-    marked. A model whose recall is all NaN (no fingerprints to compute it from) is absent from the left panel."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    marked. A model whose recall is all NaN (no fingerprints to compute it from) is absent from the left panel, and
+    when no model has recall only the COV-P panel is drawn."""
+    with_recall = {name: c for name, c in curves.items() if c["cov_recall"].notna().any()}
+    if with_recall:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+        panels = ((left, "COV-R (%)"), (right, "COV-P (%)"))
+    else:
+        fig, right = plt.subplots(1, 1, figsize=(6, 4))
+        panels = ((right, "COV-P (%)"),)
+    for name, curve in with_recall.items():
+        left.plot(curve["struct_cutoff"], curve["cov_recall"], label=name)
     for name, curve in curves.items():
-        if curve["cov_recall"].notna().any():
-            left.plot(curve["struct_cutoff"], curve["cov_recall"], label=name)
         right.plot(curve["struct_cutoff"], curve["cov_precision"], label=name)
-    for ax, metric in ((left, "COV-R (%)"), (right, "COV-P (%)")):
+    for ax, metric in panels:
         ax.axvline(struct_cutoff, color="0.4", ls="--", lw=0.8)
         ax.set_xlabel("structure-fingerprint cutoff")
         ax.set_ylabel(metric)

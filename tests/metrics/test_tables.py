@@ -11,7 +11,7 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from autoperi.metrics.coverage import coverage
-from autoperi.metrics.figures import coverage_curves, distribution_figure, ehull_figure, precision_curve
+from autoperi.metrics.figures import coverage_curves, coverage_figure, distribution_figure, ehull_figure, precision_curve
 from autoperi.metrics.published import PUBLISHED_COLUMNS, published_table
 from autoperi.metrics.tables import comparison_table, format_table, not_comparable_published
 
@@ -135,6 +135,14 @@ def test_figures_are_written(tmp_path):
     assert ehull_figure({"m": model}, tmp_path / "e.png") is None  # no E_hull values: no figure
     model["e_hull"] = rng.uniform(0, 0.5, size=30)
     assert ehull_figure({"m": model}, tmp_path / "e.png").stat().st_size > 0
+    # coverage: two panels (11 in wide) when a model has recall, only the COV-P one (6 in) when none has
+    from matplotlib.image import imread
+
+    full = pd.DataFrame({"struct_cutoff": [0.0, 0.2], "cov_recall": [10.0, 80.0], "cov_precision": [5.0, 70.0]})
+    precision_only = full.assign(cov_recall=np.nan)
+    for curves, inches in (({"a": full, "b": precision_only}, 11), ({"b": precision_only}, 6)):
+        width = imread(coverage_figure(curves, 0.2, tmp_path / "c.png")).shape[1]
+        assert width == 120 * inches  # dpi 120
 
 
 def test_csp_reports_beside_the_metrics_are_not_rows(tmp_path):
