@@ -38,3 +38,31 @@ def test_every_registered_command_is_listed():
         assert set(commands) <= set(sub.choices)
     registered = set(sub.choices) - {"data", "log-notebook"}
     assert registered == {c for commands in cli._SUBSYSTEM_COMMANDS.values() for c in commands}
+
+
+HEAVY = ("torch", "torch_geometric", "matminer", "mlflow", "pymatgen", "dask", "chgnet", "gpaw")
+
+
+def test_the_cli_starts_without_loading_heavy_dependencies():
+    """Every stage of the pipeline starts `autoperi`: building its parser must not import torch, matminer or MLflow
+    (it took 6.5 s when the package namespaces imported their submodules eagerly)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from autoperi.cli import build_parser; build_parser(); "
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("package", ["autoperi.metrics", "autoperi.graphs", "autoperi.baselines", "autoperi.tracking"])
+def test_lazy_package_names_resolve_to_their_submodules(package):
+    module = importlib.import_module(package)
+    assert dir(module) == sorted(module.__all__)
+    for name in module.__all__:
+        value = getattr(module, name)
+        assert value is getattr(importlib.import_module(f"{package}.{module._EXPORTS[name]}"), name)
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        _ = module.no_such_name

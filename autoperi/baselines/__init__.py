@@ -1,24 +1,19 @@
 """Reference rows of every evaluation table: oracle (held-out real crystals), memorization (training crystals)
-and random (symmetric pyxtal crystals with training compositions)."""
+and random (symmetric pyxtal crystals with training compositions). Names load their submodule on first use."""
 
-from autoperi.baselines.build import KINDS, build_baseline, oracle_holdout_ids, report_path, samples_path
-from autoperi.baselines.references import (
-    holdout_ids,
-    memorization_draw,
-    novelty_exclusions,
-    oracle_draw,
-    without_novelty_ids,
-)
+from autoperi.lazy import lazy_exports
 
-__all__ = [
-    "KINDS",
-    "build_baseline",
-    "holdout_ids",
-    "memorization_draw",
-    "novelty_exclusions",
-    "oracle_holdout_ids",
-    "oracle_draw",
-    "report_path",
-    "samples_path",
-    "without_novelty_ids",
-]
+_EXPORTS = {
+    "KINDS": "build",
+    "build_baseline": "build",
+    "oracle_holdout_ids": "build",
+    "report_path": "build",
+    "samples_path": "build",
+    "holdout_ids": "references",
+    "memorization_draw": "references",
+    "novelty_exclusions": "references",
+    "oracle_draw": "references",
+    "without_novelty_ids": "references",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

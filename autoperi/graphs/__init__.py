@@ -1,6 +1,15 @@
-"""Crystal graphs under periodic boundary conditions."""
+"""Crystal graphs under periodic boundary conditions (names load their submodule on first use: the neighbour list
+needs no torch)."""
 
-from autoperi.graphs.crystal_graph import build_graph, build_graphs, edge_vectors, rbf_expand
-from autoperi.graphs.neighbors import min_pair_distance, neighbor_list
+from autoperi.lazy import lazy_exports
 
-__all__ = ["build_graph", "build_graphs", "edge_vectors", "min_pair_distance", "neighbor_list", "rbf_expand"]
+_EXPORTS = {
+    "build_graph": "crystal_graph",
+    "build_graphs": "crystal_graph",
+    "edge_vectors": "crystal_graph",
+    "rbf_expand": "crystal_graph",
+    "min_pair_distance": "neighbors",
+    "neighbor_list": "neighbors",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,12 +1,13 @@
 """The one MLflow helper every stage uses (`mlflow_runs`, imported on first use so that `provenance` and the
 packages that only need it, checkpoints among them, load without MLflow)."""
 
-__all__ = ["log_dataset_runs", "log_notebook", "start_run", "tracking_uri"]
+from autoperi.lazy import lazy_exports
 
-
-def __getattr__(name: str):
-    if name in __all__:
-        from autoperi.tracking import mlflow_runs
-
-        return getattr(mlflow_runs, name)
-    raise AttributeError(f"module 'autoperi.tracking' has no attribute {name!r}")
+_EXPORTS = {
+    "log_dataset_runs": "mlflow_runs",
+    "log_notebook": "mlflow_runs",
+    "start_run": "mlflow_runs",
+    "tracking_uri": "mlflow_runs",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -11,7 +11,13 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from autoperi.metrics.coverage import coverage
-from autoperi.metrics.figures import coverage_curves, coverage_figure, distribution_figure, ehull_figure, precision_curve
+from autoperi.metrics.figures import (
+    coverage_curves,
+    coverage_figure,
+    distribution_figure,
+    ehull_figure,
+    precision_curve,
+)
 from autoperi.metrics.published import PUBLISHED_COLUMNS, published_table
 from autoperi.metrics.tables import comparison_table, format_table, not_comparable_published
 

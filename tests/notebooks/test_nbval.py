@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import REPO, _run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke_pipeline")]  # one worker: one smoke repro
 NOTEBOOKS = sorted(p.relative_to(REPO) for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
@@ -15,6 +15,6 @@ NOTEBOOKS = sorted(p.relative_to(REPO) for p in (REPO / "notebooks").glob("[0-9]
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=str)
 def test_notebook_runs_clean(smoke_pipeline, notebook):
     root, env = smoke_pipeline.root, smoke_pipeline.env
-    out = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", str(notebook)],
-               root, env)
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "--nbval-lax"]
+    out = _run([*command, str(notebook)], root, env)  # no:xdist: a notebook's cells share one kernel
     assert " passed" in out and "failed" not in out
