@@ -39,10 +39,10 @@ data: setup
 run: data
 	dvc repro
 
-# Two pytest workers: one runs the smoke pipeline and nbval (the critical path, kept together on one worker by
-# their xdist group), the other the unit tests meanwhile. `pytest` alone runs everything in one process.
+# Two pytest workers: one runs the smoke pipeline and nbval (the critical path, one work unit: tests/conftest.py's
+# scheduler), the other the unit tests meanwhile. `pytest` alone runs everything in one process.
 test: data
-	pytest -n 2 --dist loadgroup
+	pytest -n 2
 
 lint: setup
 	ruff check autoperi tests benchmarks

@@ -19,6 +19,27 @@ from autoperi.config import load_params
 REPO = Path(__file__).resolve().parents[1]
 
 
+# The test files that use the smoke copy (`repo_copy`, `smoke_pipeline`): under xdist they must share one worker.
+SMOKE_FILES = ("tests/test_pipeline.py", "tests/notebooks/test_nbval.py")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs two xdist workers: the smoke files form one work unit, handed out first (units are ordered by
+    size), so one worker runs the smoke `dvc repro` and nbval once while the other takes the unit tests one by one.
+    xdist's own `--dist loadgroup` cannot do it under pytest 9 (it renames `item._nodeid`, which pytest 9 ignores)."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SmokeTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "smoke pipeline" if path in SMOKE_FILES else nodeid
+
+    return SmokeTogether(config, log)
+
+
 @pytest.fixture(scope="session")
 def params():
     return load_params(REPO / "params.yaml", "smoke")

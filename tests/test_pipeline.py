@@ -11,7 +11,7 @@ from autoperi.data.readers import read_structures
 from autoperi.data.splits import read_id_list
 from tests.conftest import _run
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke_pipeline")]  # one worker: one smoke repro
+pytestmark = pytest.mark.slow
 NOTEBOOK_STAGES = ("data", "model", "training", "generate", "baselines", "ablations", "evaluation", "dft_validation")
 
 

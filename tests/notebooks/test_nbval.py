@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import REPO, _run
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke_pipeline")]  # one worker: one smoke repro
+pytestmark = pytest.mark.slow
 NOTEBOOKS = sorted(p.relative_to(REPO) for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
