@@ -50,7 +50,7 @@ def test_dvc_repro_smoke_end_to_end(smoke_pipeline):
         formulas = {s: set(frame.loc[frame["id"].isin(ids), "reduced_formula"]) for s, ids in lists.items()}
         assert not (formulas["train"] & formulas["test"] or formulas["train"] & formulas["val"]), name
         assert not formulas["val"] & formulas["test"], name
-    # the checkpoint row: its own sample count (smoke: 12), not evaluation.n_samples, sampled and scored
+    # the checkpoint row: its own sample count (smoke: 6), not evaluation.n_samples, sampled and scored
     params = load_params(root / "params.yaml", "smoke")
     cfg = params.evaluation
     assert cfg.checkpoint_n_samples != cfg.n_samples
