@@ -169,8 +169,8 @@ def sample_fingerprints(
     """Generated structure and composition fingerprints [n, 61], [n, 132] of the samples `evaluate_samples`
     scored, read back from its per-structure score cache (`<metrics_dir>/<dataset>/.cache/<model>/scores`):
     nothing is recomputed when the evaluation has run here. Missing ones are computed, as the evaluation would, or
-    with `cached_only` raise KeyError (the cache is not a stage output, so a fresh clone has none, and CrystalNN
-    over 10,000 samples takes hours)."""
+    with `cached_only` raise KeyError (`cached_scores`): the cache is not a stage output, so a fresh clone has none,
+    and CrystalNN over 10,000 samples takes hours."""
     from autoperi.metrics.coverage import STRUCTURE_FINGERPRINT_LENGTH
     from autoperi.metrics.evaluate import load_samples
     from autoperi.metrics.references import COMPOSITION_FINGERPRINT_LENGTH, magpie_scaler
@@ -182,11 +182,9 @@ def sample_fingerprints(
     scored = [structures[i] for i in accepted]
     keys = [f"{names[i]}:{structure_key(s)}" for i, s in zip(accepted, scored, strict=True)]
     cache = ScoreCache(params.path(cfg.metrics_dir) / dataset / ".cache" / model / "scores")
-    if cached_only:
-        missing = len(set(keys) - set(cache.load()["key"]))
-        if missing:
-            raise KeyError(f"{missing} of {len(set(keys))} fingerprints are not in the score cache {cache.folder}")
-    table = cached_scores(keys, scored, magpie_scaler(params), cache, None, cfg.chunk_size)
+    table = cached_scores(
+        keys, scored, magpie_scaler(params), cache, None, cfg.chunk_size, compute_missing=not cached_only
+    )
     return (
         fingerprint_matrix(table["struct_fp"], STRUCTURE_FINGERPRINT_LENGTH),
         fingerprint_matrix(table["comp_fp"], COMPOSITION_FINGERPRINT_LENGTH),

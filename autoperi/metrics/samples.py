@@ -185,9 +185,11 @@ def cached_scores(
     fingerprints: bool = True,
     desc: str | None = None,
     compute: Callable | None = None,
+    compute_missing: bool = True,
 ) -> pd.DataFrame:
     """Scores for every key, in input order: read from `cache`, computing (in chunks, through `fan_out`) only the
-    keys it lacks; each finished chunk is written to the cache at once, so an interrupted call resumes."""
+    keys it lacks; each finished chunk is written to the cache at once, so an interrupted call resumes. With
+    `compute_missing=False` a key the cache lacks raises KeyError instead."""
     if len(keys) != len(structures):
         raise ValueError(f"{len(keys)} keys for {len(structures)} structures")
     done = cache.load()
@@ -197,6 +199,9 @@ def cached_scores(
         if key not in have:
             first_index.setdefault(key, i)  # duplicates in the input are computed once
     unique_todo = list(first_index.values())
+    if unique_todo and not compute_missing:
+        n_keys = len(set(keys))
+        raise KeyError(f"{len(unique_todo)} of {n_keys} structures have no scores in the score cache {cache.folder}")
     chunks = [unique_todo[a : a + chunk_size] for a in range(0, len(unique_todo), chunk_size)]
     payloads = [([keys[i] for i in c], [structures[i] for i in c], scaler, fingerprints) for c in chunks]
     new_parts: list[pd.DataFrame] = []

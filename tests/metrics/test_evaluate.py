@@ -178,7 +178,7 @@ def test_coverage_curve_reads_the_evaluations_fingerprints(setup, serial_result,
                             comp_cutoff)  # fmt: skip
     assert curve["cov_recall"].iloc[0] == pytest.approx(serial_result["cov_recall"])
     assert curve["cov_precision"].iloc[0] == pytest.approx(serial_result["cov_precision"])
-    with pytest.raises(KeyError, match="21 of 21 fingerprints are not in the score cache"):
+    with pytest.raises(KeyError, match="21 of 21 structures have no scores in the score cache"):
         sample_fingerprints(params, "perov_5", "never_scored", sample_folder, cached_only=True)
 
 
