@@ -18,9 +18,8 @@ import json
 import time
 from pathlib import Path
 
-from autoperi.config import ModelConfig, Params, ParamsError, override_model
+from autoperi.config import SAMPLING_KEYS, ModelConfig, Params, ParamsError, override_model
 
-SAMPLING_KEYS = frozenset({"sample_steps", "coordinate_retries", "species_temperature"})
 SHOWN = ("struct_validity", "comp_validity", "cov_recall", "cov_precision", "wdist_density", "wdist_num_elems",
          "uniqueness", "novelty")  # fmt: skip
 
@@ -73,7 +72,7 @@ def run_ablations(params: Params, client=None, progress: bool = True) -> dict[st
     from autoperi.data.sources import sha256_of
     from autoperi.metrics.evaluate import evaluate_samples
     from autoperi.metrics.references import build_references
-    from autoperi.sampling.sampler import generate, load_model, sample_steps_for, write_samples
+    from autoperi.sampling.sampler import configure_sampling, generate, load_model, sampling_settings, write_samples
     from autoperi.training.runner import train_dataset
 
     cfg = params.ablations
@@ -96,9 +95,11 @@ def run_ablations(params: Params, client=None, progress: bool = True) -> dict[st
                                    progress=progress)
             row.update(epochs=result["epochs_completed"], stop_reason=result["stop_reason"],
                        best_val_loss=result["best_val_loss"], train_minutes=round(result["train_minutes"], 2))
-        # the main row's step count unless the variant sets its own (one_shot)
-        steps = overrides.get("sample_steps") or sample_steps_for(params, dataset)
-        settings = {"n_samples": cfg.n_samples, "stability_n": cfg.stability_n, "seed": cfg.seed, "sample_steps": steps}
+        # the main rows' sampling settings (evaluation.sampling) unless the variant sets its own (one_shot, ...)
+        sampling = {**sampling_settings(params, dataset), **{k: v for k, v in overrides.items() if k in SAMPLING_KEYS}}
+        steps = sampling.pop("sample_steps", None)
+        settings = {"n_samples": cfg.n_samples, "stability_n": cfg.stability_n, "seed": cfg.seed, "sample_steps": steps,
+                    **({"sampling": sampling} if sampling else {})}
         digest = sha256_of(item["checkpoint"])
         done = reusable_row(previous, name, overrides, digest, settings, out_dir)
         if done is not None:
@@ -108,7 +109,7 @@ def run_ablations(params: Params, client=None, progress: bool = True) -> dict[st
             continue
         row.update(checkpoint_sha256=digest, settings=settings)
         model, _ = load_model(item["checkpoint"])
-        model.cfg = dataclasses.replace(model.cfg, **{k: v for k, v in overrides.items() if k in SAMPLING_KEYS})
+        configure_sampling(model, sampling)
         start = time.perf_counter()
         samples = generate(model, cfg.n_samples, n_steps=steps, seed=cfg.seed)
         sample_s = time.perf_counter() - start

@@ -1,13 +1,16 @@
 """Euler steps of the coordinate decoder against sample quality → reports/benchmarks/sample_steps.json.
 
-The flow-matching coordinate decoder integrates K Euler steps per crystal (`evaluation.sample_steps`; K network
-evaluations, plus retries). For one shipped checkpoint this draws the same seeded `n` crystals at each K (the
-flow prior and the one-shot decoders see the same random numbers; only the integration differs), scores them with
-the evaluation suite (CDVAE protocol, no relaxations) and records the CDVAE columns, uniqueness, novelty and the
-sampling cost, so the K the pipeline uses is a measured choice. Each K's result is written as soon as it is
-scored; samples and per-sample tables go to reports/benchmarks/.sample_steps/ (gitignored).
+The flow-matching coordinate decoder integrates K Euler steps per crystal (K network evaluations, plus retries).
+For one checkpoint and its sampling settings (`evaluation.sampling`, or --set) this draws the same seeded `n`
+crystals at each K (the flow prior and the one-shot decoders see the same random numbers; only the integration
+differs), scores them with the evaluation suite (CDVAE protocol, no relaxations) and records the CDVAE columns,
+uniqueness, novelty and the sampling cost, so the settings the pipeline uses are a measured choice. Each K's result
+is written as soon as it is scored; samples and per-sample tables go to reports/benchmarks/.sample_steps/
+(gitignored).
 
 Usage: python benchmarks/sample_steps.py [--dataset perov_5] [--steps 10 20 40 80] [--n 1000] [--workers 2]
+       [--checkpoint PATH] [--set KEY=VALUE ...] [--label NAME]   (another checkpoint or sampling settings,
+       reported under NAME)
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from autoperi.config import load_params
 from autoperi.data.sources import sha256_of
 from autoperi.metrics.evaluate import evaluate_samples
 from autoperi.parallel import dask_client
-from autoperi.sampling.sampler import generate, load_model, sample_steps_for, write_samples
+from autoperi.sampling.sampler import (configure_sampling, generate, load_model, sample_steps_for, sampling_settings,
+                                       write_samples)
 
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = ("struct_validity", "comp_validity", "cov_recall", "cov_precision", "wdist_density", "wdist_num_elems",
@@ -40,22 +44,33 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads while sampling")
     parser.add_argument("--workers", type=int, default=2, help="dask workers while scoring (0 = serial)")
+    parser.add_argument("--checkpoint", default=None, help="default: models/<dataset>/best.pt")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="sampling settings of the model config, e.g. velocity_anneal=3 clash_radius_ratio=0.6")
+    parser.add_argument("--label", default=None, help="key of this run in the report (default: the dataset)")
     parser.add_argument("--out", default=str(REPO / "reports/benchmarks/sample_steps.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     params = load_params(REPO / "params.yaml")
-    checkpoint = REPO / "models" / args.dataset / "best.pt"
+    checkpoint = Path(args.checkpoint).resolve() if args.checkpoint else REPO / "models" / args.dataset / "best.pt"
     model, meta = load_model(checkpoint)
-    work = REPO / "reports/benchmarks/.sample_steps" / args.dataset
+    overrides = {**sampling_settings(params, args.dataset), **dict(item.split("=", 1) for item in args.set)}
+    overrides.pop("sample_steps", None)  # swept here
+    configure_sampling(model, overrides)
+    label = args.label or args.dataset
+    work = REPO / "reports/benchmarks/.sample_steps" / label
     out_path = Path(args.out)
     report = json.loads(out_path.read_text()) if out_path.exists() else {}
-    entry = report.setdefault(args.dataset, {})
+    entry = report.setdefault(label, {})
     entry.update({
+        "dataset": args.dataset,
         "machine": f"{platform.machine()} {os.cpu_count()} CPU cores, torch {torch.__version__}",
         "protocol": f"{args.n} samples, seed {args.seed}, CDVAE protocol (evaluation suite), no relaxations; "
                     f"the pipeline uses {sample_steps_for(params, args.dataset) or model.cfg.sample_steps} steps",
-        "checkpoint": {"path": str(checkpoint.relative_to(REPO)), "sha256": sha256_of(checkpoint),
-                       "epoch": (meta.get("progress") or {}).get("epoch")},
+        "checkpoint": {"path": os.path.relpath(checkpoint, REPO), "sha256": sha256_of(checkpoint),
+                       "epoch": (meta.get("progress") or {}).get("epoch"),
+                       "refinement_minutes": (meta.get("refinement") or {}).get("minutes")},
+        "sampling_settings": {k: getattr(model.cfg, k) for k in overrides},
     })
     rows = entry.setdefault("by_steps", {})
     with dask_client(params.evaluation.scheduler, args.workers) as client:  # one cluster for every K
@@ -71,7 +86,7 @@ def main() -> None:
             rows[str(steps)] = {**{k: result[k] for k in COLUMNS}, "sampling_s": round(sampling_s, 2),
                                 "network_evals_per_sample": round(sum(evals) / len(evals), 2),
                                 "load_average": os.getloadavg()[0]}
-            print(args.dataset, steps, json.dumps(rows[str(steps)]), flush=True)
+            print(label, steps, json.dumps(rows[str(steps)]), flush=True)
             out_path.parent.mkdir(parents=True, exist_ok=True)
             out_path.write_text(json.dumps(report, indent=2) + "\n")  # after every K: nothing measured is lost
 

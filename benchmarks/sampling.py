@@ -23,7 +23,7 @@ import torch
 
 from autoperi.config import load_params
 from autoperi.data.sources import sha256_of
-from autoperi.sampling.sampler import load_model, sample_steps_for, sampling_speed
+from autoperi.sampling.sampler import configure_sampling, load_model, sample_steps_for, sampling_settings, sampling_speed
 
 REPO = Path(__file__).resolve().parents[1]
 ANCHORS = {
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=None,
-                        help="Euler steps (default: evaluation.sample_steps, else the model's)")
+                        help="Euler steps (default: evaluation.sampling.<dataset>.sample_steps, else the model's)")
     parser.add_argument("--out", default=str(REPO / "reports/benchmarks/sampling.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -58,11 +58,13 @@ def main() -> None:
             print(f"{dataset}: no checkpoint at {checkpoint}, skipped")
             continue
         model, meta = load_model(checkpoint)
+        configure_sampling(model, sampling_settings(params, dataset))
         steps = args.steps or sample_steps_for(params, dataset)
         sampling_speed(model, 200, n_steps=steps)  # warm-up
         start, load = time.time(), os.getloadavg()
         result = sampling_speed(model, args.n, n_steps=steps)
-        result.update(measured_at_unix=start, load_average_at_start=load, threads=args.threads)
+        result.update(measured_at_unix=start, load_average_at_start=load, threads=args.threads,
+                      sampling_settings=sampling_settings(params, dataset))
         result["checkpoint"] = {"path": str(checkpoint.relative_to(REPO)), "sha256": sha256_of(checkpoint),
                                 "epoch": (meta.get("progress") or {}).get("epoch"),
                                 "git_commit": (meta.get("code_version") or {}).get("git_commit")}

@@ -50,7 +50,8 @@ def cmd_evaluate_checkpoint(args) -> int:
     """Sample `evaluation.checkpoint_n_samples` crystals from a checkpoint and score them as one row."""
     import torch
 
-    from autoperi.sampling.sampler import generate, load_model, sample_steps_for, write_samples
+    from autoperi.sampling.sampler import (configure_sampling, generate, load_model, sample_steps_for,
+                                           sampling_settings, write_samples)
 
     params = _params_with(args)
     cfg = params.evaluation
@@ -69,6 +70,7 @@ def cmd_evaluate_checkpoint(args) -> int:
               file=sys.stderr)
         return 2
     out = params.path(cfg.samples_dir) / args.dataset / f"{model_name}.extxyz"
+    configure_sampling(model, sampling_settings(params, args.dataset))
     steps = sample_steps_for(params, args.dataset)
     samples = generate(model, n, n_steps=steps, seed=cfg.seed, progress=_progress(n, f"{args.dataset} samples"))
     write_samples(samples, out)

@@ -143,12 +143,17 @@ class CoordinateDecoder(nn.Module):
 
     @torch.no_grad()
     def integrate(self, species: Tensor, mask: Tensor, lattice: Tensor, z: Tensor, cond_emb: Tensor, n_steps: int,
-                  generator: torch.Generator | None = None) -> Tensor:
-        """Euler integration from x_0 ~ U[0,1)^3 to t = 1 in `n_steps` network evaluations → x [B, N, 3] in [0, 1)."""
+                  generator: torch.Generator | None = None, anneal: float = 0.0) -> Tensor:
+        """Euler integration from x_0 ~ U[0,1)^3 to t = 1 in `n_steps` network evaluations → x [B, N, 3] in [0, 1).
+        anneal = s > 0 scales the velocity by (1 + s·t) (FlowMM's inference anti-annealing): the learned field is an
+        average over the targets still compatible with x_t, and speeding it up late commits atoms to one of them. The
+        scale is capped at (1 − t)/dt so that no step goes past the endpoint the field predicts, x_t + (1 − t)·v
+        (plain Euler, s = 0, never reaches the cap)."""
         x = torch.rand(mask.shape + (3,), generator=generator, dtype=lattice.dtype)
         dt = 1.0 / n_steps
         for step in range(n_steps):
             t = torch.full((mask.shape[0],), step * dt, dtype=lattice.dtype)
             velocity, _ = self(x, t, species, mask, lattice, z, cond_emb, with_bonds=False)
-            x = torch.remainder(x + dt * velocity, 1.0)
+            scale = min(1.0 + anneal * step * dt, n_steps - step) if anneal else 1.0
+            x = torch.remainder(x + dt * scale * velocity, 1.0)
         return x

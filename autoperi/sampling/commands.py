@@ -12,7 +12,8 @@ def cmd_generate(args) -> int:
     import torch
 
     from autoperi.config import load_params
-    from autoperi.sampling.sampler import generate, load_model, sample_steps_for, write_samples
+    from autoperi.sampling.sampler import (configure_sampling, generate, load_model, sample_steps_for,
+                                           sampling_settings, write_samples)
 
     torch.set_num_threads(args.threads)
     try:
@@ -21,7 +22,10 @@ def cmd_generate(args) -> int:
         print(f"autoperi generate: {exc}", file=sys.stderr)
         return 2
     params = load_params(args.params, args.profile) if Path(args.params).exists() else None
-    steps = args.steps or (sample_steps_for(params, meta.get("config", {}).get("dataset")) if params else None)
+    dataset = meta.get("config", {}).get("dataset")
+    if params:
+        configure_sampling(model, sampling_settings(params, dataset))
+    steps = args.steps or (sample_steps_for(params, dataset) if params else None)
     try:
         samples = generate(model, args.n, spacegroup=args.space_group, composition=args.composition,
                            n_steps=steps, seed=args.seed, batch_size=args.batch_size)
@@ -40,7 +44,7 @@ def cmd_csp(args) -> int:
     from autoperi.config import load_params
     from autoperi.data.registry import load_processed
     from autoperi.sampling.csp import write_csp_report
-    from autoperi.sampling.sampler import load_model, sample_steps_for
+    from autoperi.sampling.sampler import configure_sampling, load_model, sample_steps_for, sampling_settings
     from autoperi.training.records import BEST
 
     torch.set_num_threads(args.threads)
@@ -51,6 +55,7 @@ def cmd_csp(args) -> int:
     except FileNotFoundError as exc:
         print(f"autoperi csp: {exc}", file=sys.stderr)
         return 2
+    configure_sampling(model, sampling_settings(params, args.dataset))
     out = args.out or params.path(params.evaluation.metrics_dir) / args.dataset / "autoperi_csp.json"
     frame = load_processed(params, [args.dataset])[args.dataset]
     epoch = (meta.get("progress") or {}).get("epoch")
@@ -70,7 +75,7 @@ def register(sub) -> None:
     gen.add_argument("--space-group", type=int, default=None, help="condition on this space group (1-230)")
     gen.add_argument("--composition", default=None, help="fix the composition, e.g. Ba2Ti2O6 (structure prediction)")
     gen.add_argument("--steps", type=int, default=None,
-                     help="Euler steps (default: evaluation.sample_steps, else the model's)")
+                     help="Euler steps (default: evaluation.sampling.<dataset>.sample_steps, else the model's)")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--batch-size", type=int, default=2000)
     gen.add_argument("--threads", type=int, default=2)

@@ -27,10 +27,32 @@ def load_model(checkpoint: str | Path):
     return load_checkpoint(checkpoint)
 
 
+def sampling_settings(params, dataset: str | None) -> dict:
+    """`evaluation.sampling[dataset]`: the sampling settings that replace the checkpoint's for `dataset` (unlisted
+    keys and datasets: the checkpoint's). The one place the pipeline, the CLI and the benchmarks take them from."""
+    from autoperi.config import SAMPLING_KEYS
+
+    settings = dict((params.evaluation.sampling or {}).get(dataset) or {})
+    unknown = sorted(set(settings) - set(SAMPLING_KEYS))
+    if unknown:
+        raise ValueError(f"params.yaml evaluation.sampling.{dataset}: unknown key(s) {unknown}; sampling keys are "
+                         f"{sorted(SAMPLING_KEYS)}")
+    return settings
+
+
+def configure_sampling(model, settings: dict):
+    """`model` with `settings` (SAMPLING_KEYS) laid over its config; returns it."""
+    import dataclasses
+
+    if settings:
+        kinds = {k: type(getattr(model.cfg, k)) for k in settings}
+        model.cfg = dataclasses.replace(model.cfg, **{k: kinds[k](v) for k, v in settings.items()})
+    return model
+
+
 def sample_steps_for(params, dataset: str | None) -> int | None:
-    """Euler steps for `dataset`'s samples from `evaluation.sample_steps` (None: the checkpoint's model.sample_steps).
-    The one place the pipeline, the CLI and the benchmark take the step count from."""
-    steps = (params.evaluation.sample_steps or {}).get(dataset)
+    """Euler steps for `dataset`'s samples (`sampling_settings`; None: the checkpoint's model.sample_steps)."""
+    steps = sampling_settings(params, dataset).get("sample_steps")
     return None if steps is None else int(steps)
 
 

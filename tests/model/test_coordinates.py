@@ -143,3 +143,26 @@ def test_species_pairing_is_the_cheapest_same_element_assignment():
         for z, s in slots.items():
             assert sorted(map(tuple, paired[b, s].tolist())) == sorted(map(tuple, x0[b, s].tolist())), z
         torch.testing.assert_close(paired[b, ~mask[b]], x0[b, ~mask[b]])
+
+
+class ConstantVelocity(CoordinateDecoder):
+    """A decoder whose field is one constant velocity: Euler integration then has a closed form."""
+
+    velocity = torch.tensor([0.013, -0.021, 0.034], dtype=torch.float64)
+
+    def forward(self, x, t, species, mask, lattice, z, cond_emb, with_bonds=True):
+        return self.velocity.expand_as(x).clone(), None
+
+
+@pytest.mark.parametrize("anneal, factor", [(0.0, 1.0), (3.0, 86 / 49)])
+def test_integration_moves_by_the_annealed_velocity_integral(anneal, factor):
+    # x_K = x_0 + Σ_k dt·min(1 + s·k·dt, K − k)·v (mod 1), K = 7 Euler steps of size dt = 1/7; with s = 3 the
+    # scales are 1, 10/7, 13/7, 16/7, 19/7, then capped at 2 and 1 (no step past the predicted endpoint): 86/49
+    dec, steps = ConstantVelocity(hidden_dim=8, latent_dim=2, cond_dim=2, n_layers=1, n_freq=1), 7
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    lattice = torch.eye(3, dtype=torch.float64).expand(2, 3, 3) * 5
+    x0 = torch.rand(2, 4, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    x = dec.integrate(torch.ones(2, 4, dtype=torch.long), mask, lattice, torch.zeros(2, 2), torch.zeros(2, 2), steps,
+                      torch.Generator().manual_seed(5), anneal=anneal)
+    expected = x0 + factor * ConstantVelocity.velocity
+    torch.testing.assert_close(wrap(x - expected), torch.zeros_like(x), atol=1e-12, rtol=0)

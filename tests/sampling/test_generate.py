@@ -105,9 +105,11 @@ def test_checkpoint_without_composition_decoder_key_loads_as_slots(checkpoint, t
     assert all((x["atomic_numbers"] == y["atomic_numbers"]).all() for x, y in zip(a, b, strict=True))
 
 
-@pytest.mark.parametrize("steps_by_dataset, expected", [({"perov_5": 3}, 3), ({"mp20_bt": 3}, 5), (None, 5)])
-def test_generate_takes_the_step_count_from_params(checkpoint, tmp_path, capsys, steps_by_dataset, expected):
-    """No --steps: evaluation.sample_steps of the checkpoint's dataset, else the checkpoint's model.sample_steps (5)."""
+@pytest.mark.parametrize("sampling, expected", [({"perov_5": {"sample_steps": 3}}, 3),
+                                                ({"mp20_bt": {"sample_steps": 3}}, 5), (None, 5)])
+def test_generate_takes_the_step_count_from_params(checkpoint, tmp_path, capsys, sampling, expected):
+    """No --steps: evaluation.sampling.<dataset>.sample_steps of the checkpoint's dataset, else the checkpoint's
+    model.sample_steps (5)."""
     import json
 
     import yaml
@@ -115,13 +117,39 @@ def test_generate_takes_the_step_count_from_params(checkpoint, tmp_path, capsys,
     from tests.conftest import REPO
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["evaluation"]["sample_steps"] = steps_by_dataset
+    raw["evaluation"]["sampling"] = sampling
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     out = tmp_path / "s.extxyz"
     assert main(["--params", str(tmp_path / "params.yaml"), "generate", "--checkpoint", str(checkpoint[0]),
                  "--n", "4", "--out", str(out), "--threads", "1"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == expected
     assert all(atoms.info["network_evals"] % expected == 0 for atoms in ase_read(out, index=":"))
+
+
+def test_sampling_settings_reach_the_model_and_unknown_keys_are_refused(checkpoint):
+    """evaluation.sampling.<dataset> replaces the checkpoint's sampling settings (here: anti-annealing changes the
+    coordinates, not the composition or lattice); a key that is not a sampling setting is refused by name."""
+    from autoperi.config import load_params
+    from autoperi.sampling.sampler import configure_sampling, generate, load_model, sampling_settings
+    from tests.conftest import REPO
+
+    params = load_params(REPO / "params.yaml")
+    with_anneal = dataclasses.replace(params, evaluation=dataclasses.replace(
+        params.evaluation, sampling={"perov_5": {"sample_steps": 3, "velocity_anneal": 2}}))
+    assert sampling_settings(with_anneal, "perov_5") == {"sample_steps": 3, "velocity_anneal": 2}
+    assert sampling_settings(with_anneal, "mp20_bt") == {}
+    plain, _ = load_model(checkpoint[0])
+    annealed = configure_sampling(load_model(checkpoint[0])[0], sampling_settings(with_anneal, "perov_5"))
+    assert annealed.cfg.velocity_anneal == 2.0 and isinstance(annealed.cfg.velocity_anneal, float)
+    a, b = generate(plain, 4, n_steps=3, seed=0), generate(annealed, 4, n_steps=3, seed=0)
+    for x, y in zip(a, b, strict=True):
+        assert (x["atomic_numbers"] == y["atomic_numbers"]).all()
+        np.testing.assert_allclose(x["lattice"], y["lattice"])
+    assert max(float(np.abs(x["frac_coords"] - y["frac_coords"]).max()) for x, y in zip(a, b, strict=True)) > 1e-3
+    bad = dataclasses.replace(params, evaluation=dataclasses.replace(
+        params.evaluation, sampling={"perov_5": {"hidden_dim": 8}}))
+    with pytest.raises(ValueError, match=r"evaluation.sampling.perov_5: unknown key\(s\) \['hidden_dim'\]"):
+        sampling_settings(bad, "perov_5")
 
 
 def test_csp_match_rate_counts_a_composition_matched_within_k_samples(checkpoint, monkeypatch):
