@@ -104,8 +104,7 @@ class DftConfig:
 
 
 # ModelConfig keys that change only how a trained model samples (evaluation.sampling; ablation variants without training)
-SAMPLING_KEYS = frozenset({"sample_steps", "coordinate_retries", "species_temperature", "velocity_anneal",
-                           "clash_radius_ratio"})
+SAMPLING_KEYS = frozenset({"sample_steps", "coordinate_retries", "species_temperature", "velocity_anneal"})
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,6 @@ class ModelConfig:
     coord_draws: int = 1                          # flow-matching (x_0, t) draws per crystal per step (one encoder pass)
     coordinate_retries: int = 4                   # re-integrate crystals with atoms < 0.5 Å apart (each: +K evals)
     species_temperature: float = 1.0              # atom count and slot elements drawn at this temperature (0 = argmax)
-    clash_radius_ratio: float = 0.0               # retries also for pairs closer than this × (r_cov,i + r_cov,j); 0 = off
     velocity_anneal: float = 0.0                  # sampling: velocity × (1 + s·t) (FlowMM's anti-annealing); 0 = off
     composition_decoder: str = "slots"            # slots: independent elements; autoregressive: slot k sees 1..k-1
     distinct_element_head: bool = False          # autoregressive only: p(k distinct elements | z_G, g), decoding to k
@@ -199,7 +197,7 @@ class AblationsConfig:
 
     dataset: str = "perov_5"
     # name → overrides of the `model` section. A variant that overrides only sampling keys (sample_steps,
-    # coordinate_retries, species_temperature, velocity_anneal, clash_radius_ratio) reuses the first variant's checkpoint instead of training.
+    # coordinate_retries, species_temperature, velocity_anneal) reuses the first variant's checkpoint instead of training.
     variants: dict = field(default_factory=lambda: {"full": {}})
     max_minutes: float | None = None              # training budget per trained variant (train.max_minutes)
     n_samples: int = 1000                         # samples per variant, scored by `evaluate_samples`

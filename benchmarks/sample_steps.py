@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="dask workers while scoring (0 = serial)")
     parser.add_argument("--checkpoint", default=None, help="default: models/<dataset>/best.pt")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="sampling settings of the model config, e.g. velocity_anneal=3 clash_radius_ratio=0.6")
+                        help="sampling settings of the model config, e.g. velocity_anneal=3 coordinate_retries=10")
     parser.add_argument("--label", default=None, help="key of this run in the report (default: the dataset)")
     parser.add_argument("--out", default=str(REPO / "reports/benchmarks/sample_steps.json"))
     args = parser.parse_args()

@@ -344,35 +344,18 @@ class AutoPeriGNN(nn.Module):
     def _integrate_with_retries(self, species: Tensor, mask: Tensor, lattice: Tensor, z: Tensor, cond_emb: Tensor,
                                 steps: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         """(frac [B, N, 3], network evaluations [B]): K Euler steps, then re-integration (new x_0) of the crystals
-        with atoms closer than 0.5 Å, or than cfg.clash_radius_ratio × the sum of their covalent radii, at most
-        cfg.coordinate_retries times. A retry never replaces a valid crystal (no pair < 0.5 Å) by an invalid one."""
+        with atoms closer than 0.5 Å, at most cfg.coordinate_retries times."""
         anneal = self.cfg.velocity_anneal
         frac = self.coords.integrate(species, mask, lattice, z, cond_emb, steps, generator, anneal)
         evals = torch.full((len(species),), steps)
         for _ in range(self.cfg.coordinate_retries):
-            bad = torch.nonzero(self.clashes(species, frac, lattice, mask)).flatten()
+            bad = torch.nonzero(min_image_distance(frac, lattice, mask) < MIN_DISTANCE_ANGSTROM).flatten()
             if not len(bad):
                 break
-            retry = self.coords.integrate(species[bad], mask[bad], lattice[bad], z[bad], cond_emb[bad], steps,
-                                          generator, anneal)
+            frac[bad] = self.coords.integrate(species[bad], mask[bad], lattice[bad], z[bad], cond_emb[bad], steps,
+                                              generator, anneal)
             evals[bad] += steps
-            if self.cfg.clash_radius_ratio > 0:  # with 0, every retried crystal was invalid: always replaced
-                valid_before = min_image_distance(frac[bad], lattice[bad], mask[bad]) >= MIN_DISTANCE_ANGSTROM
-                valid_after = min_image_distance(retry, lattice[bad], mask[bad]) >= MIN_DISTANCE_ANGSTROM
-                bad, retry = bad[valid_after | ~valid_before], retry[valid_after | ~valid_before]
-            frac[bad] = retry
         return frac, evals
-
-    def clashes(self, species: Tensor, frac: Tensor, lattice: Tensor, mask: Tensor) -> Tensor:
-        """[B] bool: a pair closer than 0.5 Å (CDVAE's validity threshold) or, with cfg.clash_radius_ratio = f > 0,
-        than f·(r_i + r_j), r the covalent radii."""
-        if self.cfg.clash_radius_ratio <= 0:
-            return min_image_distance(frac, lattice, mask) < MIN_DISTANCE_ANGSTROM
-        radii = self.radii.to(lattice.dtype)[species]
-        scale = self.cfg.clash_radius_ratio * (radii.unsqueeze(1) + radii.unsqueeze(2))
-        pair = mask.unsqueeze(1) & mask.unsqueeze(2) & ~torch.eye(frac.shape[1], dtype=torch.bool).unsqueeze(0)
-        close = (pair_distances(frac, lattice) < torch.clamp(scale, min=MIN_DISTANCE_ANGSTROM)) & pair
-        return close.flatten(1).any(-1)
 
     @torch.no_grad()
     def sample(self, n: int, condition=None, n_steps: int | None = None,
@@ -396,16 +379,11 @@ class AutoPeriGNN(nn.Module):
         return out
 
 
-def pair_distances(frac: Tensor, lattice: Tensor) -> Tensor:
-    """[B, N, N] interatomic distances (Å) under the rounding minimum image (exact for the short distances that
-    matter here unless the cell is very skewed)."""
-    delta = frac.unsqueeze(1) - frac.unsqueeze(2)
-    return ((delta - torch.round(delta)) @ lattice.unsqueeze(1)).norm(dim=-1)
-
-
 def min_image_distance(frac: Tensor, lattice: Tensor, mask: Tensor) -> Tensor:
-    """Smallest interatomic distance per crystal [B] (Å) (`pair_distances`); +inf for one-atom crystals."""
-    dist = pair_distances(frac, lattice)
+    """Smallest interatomic distance per crystal [B] (Å) under the rounding minimum image (exact for the short
+    distances that matter here unless the cell is very skewed); +inf for one-atom crystals."""
+    delta = frac.unsqueeze(1) - frac.unsqueeze(2)
+    dist = ((delta - torch.round(delta)) @ lattice.unsqueeze(1)).norm(dim=-1)
     pair = mask.unsqueeze(1) & mask.unsqueeze(2) & ~torch.eye(frac.shape[1], dtype=torch.bool).unsqueeze(0)
     return dist.masked_fill(~pair, math.inf).flatten(1).min(-1).values
 

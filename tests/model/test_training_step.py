@@ -3,7 +3,6 @@ sampler returns crystals with the requested constraints."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -118,45 +117,3 @@ def test_lattice_decoder_sees_the_noise_range_it_is_trained_for(tiny, denoise_ma
     else:  # std of σ·ε with σ ~ U(0.05, 2): sqrt(E[σ²]) ≈ 1.18
         assert 0.9 < spread < 1.5
 
-
-@pytest.mark.parametrize("ratio", [0.0, 0.7, 0.8])
-def test_clash_criterion_matches_covalent_radii_by_hand(tiny, ratio):
-    """Two O atoms 1.0 Å apart (r_cov(O) = 0.66 Å: 1.0 / 1.32 = 0.76 of the radii sum) clash at ratio 0.8 only; a Na
-    pair 0.45 Å apart (through the periodic boundary) always does (CDVAE's 0.5 Å); a relaxed NaCl-like pair never."""
-    from pymatgen.core import Lattice, Structure
-
-    stats, _ = tiny
-    model = AutoPeriGNN(small_config(clash_radius_ratio=ratio), stats)
-    cases = {  # name: (species, frac, cubic a, clashes at 0 / 0.7 / 0.8)
-        "O-O 1.0 A": ([8, 8], [[0.1, 0.1, 0.1], [0.3, 0.1, 0.1]], 5.0, {0.0: False, 0.7: False, 0.8: True}),
-        "Na-Na 0.45 A": ([11, 11], [[0.02, 0.5, 0.5], [0.93, 0.5, 0.5]], 5.0, {0.0: True, 0.7: True, 0.8: True}),
-        "Na-Cl 2.8 A": ([11, 17], [[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]], 3.25, {0.0: False, 0.7: False, 0.8: False}),
-    }
-    for name, (species, frac, a, expected) in cases.items():
-        d = Structure(Lattice.cubic(a), species, frac).distance_matrix[0, 1]  # pymatgen's periodic distance
-        assert d == pytest.approx({"O-O 1.0 A": 1.0, "Na-Na 0.45 A": 0.45, "Na-Cl 2.8 A": 2.8145}[name], abs=1e-3)
-        got = model.clashes(torch.tensor([species]), torch.tensor([frac], dtype=torch.float64),
-                            torch.eye(3, dtype=torch.float64).unsqueeze(0) * a, torch.ones(1, 2, dtype=torch.bool))
-        assert bool(got[0]) is expected[ratio], (name, ratio)
-
-
-def test_a_retry_never_trades_a_valid_crystal_for_an_invalid_one(tiny, monkeypatch):
-    """Two O atoms: the first integration puts them 1.0 Å apart (valid, but a clash at ratio 0.8), every retry 0.25 Å
-    apart (invalid): the crystal keeps its first coordinates and pays K evaluations per retry."""
-    stats, _ = tiny
-    model = AutoPeriGNN(small_config(clash_radius_ratio=0.8, coordinate_retries=3), stats)
-    attempts = [torch.tensor([[[0.1, 0.1, 0.1], [0.3, 0.1, 0.1]]], dtype=torch.float64)]
-    attempts += [torch.tensor([[[0.1, 0.1, 0.1], [0.15, 0.1, 0.1]]], dtype=torch.float64)] * 3
-    calls = iter(attempts)
-    monkeypatch.setattr(model.coords, "integrate", lambda *args, **kwargs: next(calls).clone())
-    lattice = torch.eye(3, dtype=torch.float64).unsqueeze(0) * 5
-    frac, evals = model._integrate_with_retries(torch.tensor([[8, 8]]), torch.ones(1, 2, dtype=torch.bool), lattice,
-                                                torch.zeros(1, 8), torch.zeros(1, 8), 5, None)
-    torch.testing.assert_close(frac, attempts[0])
-    assert int(evals[0]) == 5 * 4
-    model.cfg = dataclasses.replace(model.cfg, clash_radius_ratio=0.0)  # 1.0 Å is no clash at all: no retry
-    calls = iter(attempts)
-    frac, evals = model._integrate_with_retries(torch.tensor([[8, 8]]), torch.ones(1, 2, dtype=torch.bool), lattice,
-                                                torch.zeros(1, 8), torch.zeros(1, 8), 5, None)
-    torch.testing.assert_close(frac, attempts[0])
-    assert int(evals[0]) == 5
