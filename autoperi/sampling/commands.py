@@ -41,7 +41,7 @@ def cmd_generate(args) -> int:
 def cmd_csp(args) -> int:
     import torch
 
-    from autoperi.config import load_params
+    from autoperi.config import SAMPLING_KEYS, load_params
     from autoperi.data.registry import load_processed
     from autoperi.sampling.csp import write_csp_report
     from autoperi.sampling.sampler import configure_sampling, load_model, sample_steps_for, sampling_settings
@@ -61,7 +61,8 @@ def cmd_csp(args) -> int:
     epoch = (meta.get("progress") or {}).get("epoch")
     report = write_csp_report(model, frame, out, ks=tuple(args.k), max_compositions=args.max_compositions or None,
                               n_steps=args.steps or sample_steps_for(params, args.dataset), seed=args.seed,
-                              extra={"checkpoint": str(checkpoint), "checkpoint_epoch": epoch, "threads": args.threads})
+                              extra={"checkpoint": str(checkpoint), "checkpoint_epoch": epoch, "threads": args.threads,
+                                     "sampling": {k: getattr(model.cfg, k) for k in sorted(SAMPLING_KEYS)}})
     print(json.dumps({"out": str(out), **report["results"]}))
     return 0
 
@@ -89,7 +90,8 @@ def register(sub) -> None:
     csp.add_argument("--params", default="params.yaml")
     csp.add_argument("--max-compositions", type=int, default=100, help="seeded subset of test rows (0 = all)")
     csp.add_argument("--k", type=int, nargs="+", default=[1, 20], help="samples per composition to score")
-    csp.add_argument("--steps", type=int, default=None, help="Euler steps (default: the model's)")
+    csp.add_argument("--steps", type=int, default=None,
+                     help="Euler steps (default: evaluation.sampling.<dataset>.sample_steps, else the model's)")
     csp.add_argument("--seed", type=int, default=0)
     csp.add_argument("--threads", type=int, default=2)
     csp.add_argument("--out", default=None, help="default: <evaluation.metrics_dir>/<dataset>/autoperi_csp.json")
