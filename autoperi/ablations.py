@@ -87,7 +87,8 @@ def run_ablations(params: Params, client=None, progress: bool = True) -> dict[st
         name, overrides = item["name"], item["overrides"]
         variant = dataclasses.replace(params, model=item["model"],
                                       train=dataclasses.replace(params.train, max_minutes=cfg.max_minutes,
-                                                                max_minutes_by_dataset=None))  # one budget for all
+                                                                max_minutes_by_dataset=None,  # one budget for all,
+                                                                refine_minutes_by_dataset=None))  # no refinement
         row: dict = {"overrides": overrides, "trained": item["trains"],
                      "checkpoint": str(item["checkpoint"].relative_to(params.root))}
         if item["trains"]:

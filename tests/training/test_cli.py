@@ -33,7 +33,8 @@ TINY_MODEL = {
     "w_ef": 0.0,
 }
 TINY_TRAIN = {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "threads": 1, "max_minutes": 5.0,
-              "max_minutes_by_dataset": {"perov_5": 30.0, "mp20_bt": 1.0}}
+              "max_minutes_by_dataset": {"perov_5": 30.0, "mp20_bt": 1.0},
+              "refine_minutes_by_dataset": {"perov_5": 0}}  # profiles merge into params.yaml's 10 minutes
 
 
 @pytest.fixture(scope="module")
