@@ -116,4 +116,3 @@ def test_lattice_decoder_sees_the_noise_range_it_is_trained_for(tiny, denoise_ma
         assert spread == pytest.approx(0.05, rel=0.25)
     else:  # std of σ·ε with σ ~ U(0.05, 2): sqrt(E[σ²]) ≈ 1.18
         assert 0.9 < spread < 1.5
-
