@@ -103,7 +103,8 @@ class DftConfig:
     relax_steps: int = 30
 
 
-# ModelConfig keys that change only how a trained model samples (evaluation.sampling; ablation variants without training)
+# ModelConfig keys that change only how a trained model samples (evaluation.sampling; ablation variants that reuse
+# a checkpoint)
 SAMPLING_KEYS = frozenset({"sample_steps", "coordinate_retries", "species_temperature", "velocity_anneal"})
 
 
@@ -196,8 +197,8 @@ class AblationsConfig:
     """Model variants trained on one budget and scored on one protocol (notebook 06). Owner: autoperi/ablations."""
 
     dataset: str = "perov_5"
-    # name → overrides of the `model` section. A variant that overrides only sampling keys (sample_steps,
-    # coordinate_retries, species_temperature, velocity_anneal) reuses the first variant's checkpoint instead of training.
+    # name → overrides of the `model` section. A variant that overrides only sampling keys (SAMPLING_KEYS) reuses the
+    # first variant's checkpoint instead of training.
     variants: dict = field(default_factory=lambda: {"full": {}})
     max_minutes: float | None = None              # training budget per trained variant (train.max_minutes)
     n_samples: int = 1000                         # samples per variant, scored by `evaluate_samples`

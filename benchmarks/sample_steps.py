@@ -28,8 +28,14 @@ from autoperi.config import load_params
 from autoperi.data.sources import sha256_of
 from autoperi.metrics.evaluate import evaluate_samples
 from autoperi.parallel import dask_client
-from autoperi.sampling.sampler import (configure_sampling, generate, load_model, sample_steps_for, sampling_settings,
-                                       write_samples)
+from autoperi.sampling.sampler import (
+    configure_sampling,
+    generate,
+    load_model,
+    sample_steps_for,
+    sampling_settings,
+    write_samples,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = ("struct_validity", "comp_validity", "cov_recall", "cov_precision", "wdist_density", "wdist_num_elems",

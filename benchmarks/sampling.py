@@ -23,7 +23,13 @@ import torch
 
 from autoperi.config import load_params
 from autoperi.data.sources import sha256_of
-from autoperi.sampling.sampler import configure_sampling, load_model, sample_steps_for, sampling_settings, sampling_speed
+from autoperi.sampling.sampler import (
+    configure_sampling,
+    load_model,
+    sample_steps_for,
+    sampling_settings,
+    sampling_speed,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 ANCHORS = {

@@ -50,8 +50,14 @@ def cmd_evaluate_checkpoint(args) -> int:
     """Sample `evaluation.checkpoint_n_samples` crystals from a checkpoint and score them as one row."""
     import torch
 
-    from autoperi.sampling.sampler import (configure_sampling, generate, load_model, sample_steps_for,
-                                           sampling_settings, write_samples)
+    from autoperi.sampling.sampler import (
+        configure_sampling,
+        generate,
+        load_model,
+        sample_steps_for,
+        sampling_settings,
+        write_samples,
+    )
 
     params = _params_with(args)
     cfg = params.evaluation

@@ -12,8 +12,14 @@ def cmd_generate(args) -> int:
     import torch
 
     from autoperi.config import load_params
-    from autoperi.sampling.sampler import (configure_sampling, generate, load_model, sample_steps_for,
-                                           sampling_settings, write_samples)
+    from autoperi.sampling.sampler import (
+        configure_sampling,
+        generate,
+        load_model,
+        sample_steps_for,
+        sampling_settings,
+        write_samples,
+    )
 
     torch.set_num_threads(args.threads)
     try:
