@@ -32,7 +32,6 @@ from autoperi.sampling.sampler import (
     configure_sampling,
     generate,
     load_model,
-    sample_steps_for,
     sampling_settings,
     write_samples,
 )
@@ -61,8 +60,8 @@ def main() -> None:
     checkpoint = Path(args.checkpoint).resolve() if args.checkpoint else REPO / "models" / args.dataset / "best.pt"
     model, meta = load_model(checkpoint)
     overrides = {**sampling_settings(params, args.dataset), **dict(item.split("=", 1) for item in args.set)}
-    overrides.pop("sample_steps", None)  # swept here
     configure_sampling(model, overrides)
+    pipeline_steps = model.cfg.sample_steps  # swept below
     label = args.label or args.dataset
     work = REPO / "reports/benchmarks/.sample_steps" / label
     out_path = Path(args.out)
@@ -72,7 +71,7 @@ def main() -> None:
         "dataset": args.dataset,
         "machine": f"{platform.machine()} {os.cpu_count()} CPU cores, torch {torch.__version__}",
         "protocol": f"{args.n} samples, seed {args.seed}, CDVAE protocol (evaluation suite), no relaxations; "
-                    f"the pipeline uses {sample_steps_for(params, args.dataset) or model.cfg.sample_steps} steps",
+                    f"the pipeline uses {pipeline_steps} steps",
         "checkpoint": {"path": os.path.relpath(checkpoint, REPO), "sha256": sha256_of(checkpoint),
                        "epoch": (meta.get("progress") or {}).get("epoch"),
                        "refinement_minutes": (meta.get("refinement") or {}).get("minutes")},

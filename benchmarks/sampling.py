@@ -26,7 +26,6 @@ from autoperi.data.sources import sha256_of
 from autoperi.sampling.sampler import (
     configure_sampling,
     load_model,
-    sample_steps_for,
     sampling_settings,
     sampling_speed,
 )
@@ -65,7 +64,7 @@ def main() -> None:
             continue
         model, meta = load_model(checkpoint)
         configure_sampling(model, sampling_settings(params, dataset))
-        steps = args.steps or sample_steps_for(params, dataset)
+        steps = args.steps  # None: evaluation.sampling.<dataset>, else the checkpoint's
         sampling_speed(model, 200, n_steps=steps)  # warm-up
         start, load = time.time(), os.getloadavg()
         result = sampling_speed(model, args.n, n_steps=steps)

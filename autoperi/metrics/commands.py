@@ -54,7 +54,6 @@ def cmd_evaluate_checkpoint(args) -> int:
         configure_sampling,
         generate,
         load_model,
-        sample_steps_for,
         sampling_settings,
         write_samples,
     )
@@ -77,10 +76,9 @@ def cmd_evaluate_checkpoint(args) -> int:
         return 2
     out = params.path(cfg.samples_dir) / args.dataset / f"{model_name}.extxyz"
     configure_sampling(model, sampling_settings(params, args.dataset))
-    steps = sample_steps_for(params, args.dataset)
-    samples = generate(model, n, n_steps=steps, seed=cfg.seed, progress=_progress(n, f"{args.dataset} samples"))
+    samples = generate(model, n, seed=cfg.seed, progress=_progress(n, f"{args.dataset} samples"))
     write_samples(samples, out)
-    print(f"{len(samples)} samples of {checkpoint} ({steps or model.cfg.sample_steps} Euler steps) -> {out}")
+    print(f"{len(samples)} samples of {checkpoint} ({model.cfg.sample_steps} Euler steps) -> {out}")
     params = dataclasses.replace(params, evaluation=dataclasses.replace(cfg, n_samples=n))
     by_dataset = cfg.checkpoint_stability_n_by_dataset or {}
     stability = by_dataset.get(args.dataset, 0) if args.stability is None else args.stability

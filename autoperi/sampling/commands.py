@@ -16,7 +16,6 @@ def cmd_generate(args) -> int:
         configure_sampling,
         generate,
         load_model,
-        sample_steps_for,
         sampling_settings,
         write_samples,
     )
@@ -31,16 +30,15 @@ def cmd_generate(args) -> int:
     dataset = meta.get("config", {}).get("dataset")
     if params:
         configure_sampling(model, sampling_settings(params, dataset))
-    steps = args.steps or (sample_steps_for(params, dataset) if params else None)
     try:
         samples = generate(model, args.n, spacegroup=args.space_group, composition=args.composition,
-                           n_steps=steps, seed=args.seed, batch_size=args.batch_size)
+                           n_steps=args.steps, seed=args.seed, batch_size=args.batch_size)
     except ValueError as exc:
         print(f"autoperi generate: {exc}", file=sys.stderr)
         return 2
     path = write_samples(samples, args.out, symmetrize=args.symmetrize, cif_dir=args.cif_dir)
     print(json.dumps({"n": len(samples), "out": str(path), "checkpoint": str(args.checkpoint),
-                      "dataset": meta.get("config", {}).get("dataset"), "steps": steps or model.cfg.sample_steps}))
+                      "dataset": meta.get("config", {}).get("dataset"), "steps": args.steps or model.cfg.sample_steps}))
     return 0
 
 
@@ -50,7 +48,7 @@ def cmd_csp(args) -> int:
     from autoperi.config import SAMPLING_KEYS, load_params
     from autoperi.data.registry import load_processed
     from autoperi.sampling.csp import write_csp_report
-    from autoperi.sampling.sampler import configure_sampling, load_model, sample_steps_for, sampling_settings
+    from autoperi.sampling.sampler import configure_sampling, load_model, sampling_settings
     from autoperi.training.records import BEST
 
     torch.set_num_threads(args.threads)
@@ -66,7 +64,7 @@ def cmd_csp(args) -> int:
     frame = load_processed(params, [args.dataset])[args.dataset]
     epoch = (meta.get("progress") or {}).get("epoch")
     report = write_csp_report(model, frame, out, ks=tuple(args.k), max_compositions=args.max_compositions or None,
-                              n_steps=args.steps or sample_steps_for(params, args.dataset), seed=args.seed,
+                              n_steps=args.steps, seed=args.seed,
                               extra={"checkpoint": str(checkpoint), "checkpoint_epoch": epoch, "threads": args.threads,
                                      "sampling": {k: getattr(model.cfg, k) for k in sorted(SAMPLING_KEYS)}})
     print(json.dumps({"out": str(out), **report["results"]}))

@@ -50,12 +50,6 @@ def configure_sampling(model, settings: dict):
     return model
 
 
-def sample_steps_for(params, dataset: str | None) -> int | None:
-    """Euler steps for `dataset`'s samples (`sampling_settings`; None: the checkpoint's model.sample_steps)."""
-    steps = sampling_settings(params, dataset).get("sample_steps")
-    return None if steps is None else int(steps)
-
-
 def to_structure(sample: dict) -> Structure:
     """A model sample dict (atomic_numbers, frac_coords, lattice) → pymatgen Structure."""
     return Structure(Lattice(np.asarray(sample["lattice"], dtype=float)), [int(z) for z in sample["atomic_numbers"]],
