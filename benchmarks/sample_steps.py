@@ -59,9 +59,11 @@ def main() -> None:
     params = load_params(REPO / "params.yaml")
     checkpoint = Path(args.checkpoint).resolve() if args.checkpoint else REPO / "models" / args.dataset / "best.pt"
     model, meta = load_model(checkpoint)
-    overrides = {**sampling_settings(params, args.dataset), **dict(item.split("=", 1) for item in args.set)}
+    pipeline = sampling_settings(params, args.dataset)
+    pipeline_steps = pipeline.get("sample_steps", model.cfg.sample_steps)
+    overrides = {**pipeline, **dict(item.split("=", 1) for item in args.set)}
+    overrides.pop("sample_steps", None)  # swept here
     configure_sampling(model, overrides)
-    pipeline_steps = model.cfg.sample_steps  # swept below
     label = args.label or args.dataset
     work = REPO / "reports/benchmarks/.sample_steps" / label
     out_path = Path(args.out)

@@ -64,10 +64,9 @@ def main() -> None:
             continue
         model, meta = load_model(checkpoint)
         configure_sampling(model, sampling_settings(params, dataset))
-        steps = args.steps  # None: evaluation.sampling.<dataset>, else the checkpoint's
-        sampling_speed(model, 200, n_steps=steps)  # warm-up
+        sampling_speed(model, 200, n_steps=args.steps)  # warm-up; None: the configured sample_steps
         start, load = time.time(), os.getloadavg()
-        result = sampling_speed(model, args.n, n_steps=steps)
+        result = sampling_speed(model, args.n, n_steps=args.steps)
         result.update(measured_at_unix=start, load_average_at_start=load, threads=args.threads,
                       sampling_settings=sampling_settings(params, dataset))
         result["checkpoint"] = {"path": str(checkpoint.relative_to(REPO)), "sha256": sha256_of(checkpoint),
