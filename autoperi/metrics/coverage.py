@@ -124,6 +124,25 @@ def _nearest(candidates: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return cdist(queries, candidates).min(axis=1)
 
 
+def nearest_to_references(
+    gen_struct_fps, gen_comp_fps, ref_struct_fps, ref_comp_fps
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per reference crystal, the distance to the nearest generated structure fingerprint and (independently) to the
+    nearest generated composition fingerprint; only generated crystals with both fingerprints are candidates. inf
+    where the reference's own fingerprint failed or there is no candidate."""
+    gs, gs_ok = _fingerprint_rows(gen_struct_fps, "gen_struct_fps")
+    gc, gc_ok = _fingerprint_rows(gen_comp_fps, "gen_comp_fps")
+    rs, rs_ok = _fingerprint_rows(ref_struct_fps, "ref_struct_fps")
+    rc, rc_ok = _fingerprint_rows(ref_comp_fps, "ref_comp_fps")
+    if len(gs) != len(gc) or len(rs) != len(rc):
+        raise ValueError("structure and composition fingerprints must have one row per crystal on each side")
+    gen_ok, ref_ok = gs_ok & gc_ok, rs_ok & rc_ok
+    d_struct, d_comp = np.full(len(rs), np.inf), np.full(len(rs), np.inf)
+    d_struct[ref_ok] = _nearest(gs[gen_ok], rs[ref_ok])
+    d_comp[ref_ok] = _nearest(gc[gen_ok], rc[ref_ok])
+    return d_struct, d_comp
+
+
 def coverage(
     gen_struct_fps: Sequence[np.ndarray | None] | np.ndarray,
     gen_comp_fps: Sequence[np.ndarray | None] | np.ndarray,
@@ -157,7 +176,8 @@ def coverage(
         raise ValueError(f"n_generated_total={n_generated_total} is smaller than the {len(gs)} generated rows")
     gen_ok, ref_ok = gs_ok & gc_ok, rs_ok & rc_ok
 
-    recalled = (_nearest(gs[gen_ok], rs[ref_ok]) <= struct_cutoff) & (_nearest(gc[gen_ok], rc[ref_ok]) <= comp_cutoff)
+    d_struct, d_comp = nearest_to_references(gs, gc, rs, rc)
+    recalled = (d_struct <= struct_cutoff) & (d_comp <= comp_cutoff)
     precise = (_nearest(rs[ref_ok], gs[gen_ok]) <= struct_cutoff) & (_nearest(rc[ref_ok], gc[gen_ok]) <= comp_cutoff)
     return {
         "cov_recall": 100.0 * float(recalled.sum()) / len(rs),

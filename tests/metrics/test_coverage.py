@@ -13,6 +13,7 @@ from autoperi.metrics.coverage import (
     composition_fingerprint,
     coverage,
     load_magpie_scaler,
+    nearest_to_references,
     structure_fingerprint,
 )
 
@@ -67,6 +68,18 @@ def test_failed_reference_is_never_covered_and_never_a_candidate():
     ref_struct, ref_comp = np.array([[0.0], [7.0]]), np.array([[0.0], [NAN]])
     result = coverage(gen_struct, gen_comp, ref_struct, ref_comp, 0.1, 0.1)
     assert result == {"cov_recall": 50.0, "cov_precision": 50.0}
+
+
+def test_nearest_to_references_per_reference_distances():
+    # The quirk case above: R0's nearest structure is A (0.1), nearest composition B (0.5); R1 is (10, 10) from A's
+    # structure and from B's composition. R2's composition failed: inf on both sides. The NaN row C is no candidate.
+    gen_struct = np.array([[0.1, 0.0], [5.0, 0.0], [NAN, 0.0]])
+    gen_comp = np.array([[100.0, 0.0], [0.5, 0.0], [0.0, 0.0]])
+    ref_struct = np.array([[0.0, 0.0], [10.0, 10.0], [0.0, 0.0]])
+    ref_comp = np.array([[0.0, 0.0], [10.0, 10.0], [NAN, 0.0]])
+    d_struct, d_comp = nearest_to_references(gen_struct, gen_comp, ref_struct, ref_comp)
+    np.testing.assert_allclose(d_struct, [0.1, np.hypot(5.0, 10.0), np.inf])
+    np.testing.assert_allclose(d_comp, [0.5, np.hypot(9.5, 10.0), np.inf])
 
 
 def test_all_generated_failed_gives_zero():
