@@ -54,7 +54,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "reports" / "benchmarks" / "wasserstein_spread.json"))
     args = parser.parse_args()
     params = load_params(REPO / "params.yaml", args.profile)
-    results = {}
+    out = Path(args.out)
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    results = previous.get("datasets", {}) if previous.get("model") == args.model else {}  # other datasets kept
     for dataset in args.datasets:
         table_path = params.path(params.evaluation.metrics_dir) / dataset / f"{args.model}.csv"
         row = json.loads(table_path.with_suffix(".json").read_text())
@@ -63,7 +65,6 @@ def main() -> None:
         result["row"] = {key: row.get(key) for key in COLUMNS}  # the pipeline's own W: its seeded subset
         results[dataset] = result
         print(dataset, json.dumps(result))
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"model": args.model, "machine": platform.processor() or platform.machine(),
                                "datasets": results}, indent=1) + "\n")
