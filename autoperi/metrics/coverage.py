@@ -124,19 +124,24 @@ def _nearest(candidates: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return cdist(queries, candidates).min(axis=1)
 
 
-def nearest_to_references(
-    gen_struct_fps, gen_comp_fps, ref_struct_fps, ref_comp_fps
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per reference crystal, the distance to the nearest generated structure fingerprint and (independently) to the
-    nearest generated composition fingerprint; only generated crystals with both fingerprints are candidates. inf
-    where the reference's own fingerprint failed or there is no candidate."""
+def _paired_rows(gen_struct_fps, gen_comp_fps, ref_struct_fps, ref_comp_fps):
+    """Both sides' fingerprint matrices and, per side, the mask of crystals with both fingerprints."""
     gs, gs_ok = _fingerprint_rows(gen_struct_fps, "gen_struct_fps")
     gc, gc_ok = _fingerprint_rows(gen_comp_fps, "gen_comp_fps")
     rs, rs_ok = _fingerprint_rows(ref_struct_fps, "ref_struct_fps")
     rc, rc_ok = _fingerprint_rows(ref_comp_fps, "ref_comp_fps")
     if len(gs) != len(gc) or len(rs) != len(rc):
         raise ValueError("structure and composition fingerprints must have one row per crystal on each side")
-    gen_ok, ref_ok = gs_ok & gc_ok, rs_ok & rc_ok
+    return gs, gc, gs_ok & gc_ok, rs, rc, rs_ok & rc_ok
+
+
+def nearest_to_references(
+    gen_struct_fps, gen_comp_fps, ref_struct_fps, ref_comp_fps
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per reference crystal, the distance to the nearest generated structure fingerprint and (independently) to the
+    nearest generated composition fingerprint; only generated crystals with both fingerprints are candidates. inf
+    where the reference's own fingerprint failed or there is no candidate."""
+    gs, gc, gen_ok, rs, rc, ref_ok = _paired_rows(gen_struct_fps, gen_comp_fps, ref_struct_fps, ref_comp_fps)
     d_struct, d_comp = np.full(len(rs), np.inf), np.full(len(rs), np.inf)
     d_struct[ref_ok] = _nearest(gs[gen_ok], rs[ref_ok])
     d_comp[ref_ok] = _nearest(gc[gen_ok], rc[ref_ok])
@@ -163,18 +168,12 @@ def coverage(
     number of all generated samples, including those not passed in because their fingerprint failed; by default it
     is the number of generated rows passed (failed rows included), which is CDVAE's `num_gen_crystals=None`.
     """
-    gs, gs_ok = _fingerprint_rows(gen_struct_fps, "gen_struct_fps")
-    gc, gc_ok = _fingerprint_rows(gen_comp_fps, "gen_comp_fps")
-    rs, rs_ok = _fingerprint_rows(ref_struct_fps, "ref_struct_fps")
-    rc, rc_ok = _fingerprint_rows(ref_comp_fps, "ref_comp_fps")
-    if len(gs) != len(gc) or len(rs) != len(rc):
-        raise ValueError("structure and composition fingerprints must have one row per crystal on each side")
+    gs, gc, gen_ok, rs, rc, ref_ok = _paired_rows(gen_struct_fps, gen_comp_fps, ref_struct_fps, ref_comp_fps)
     if len(rs) == 0:
         raise ValueError("coverage needs at least one reference fingerprint")
     n_total = len(gs) if n_generated_total is None else int(n_generated_total)
     if n_total < len(gs) or n_total <= 0:
         raise ValueError(f"n_generated_total={n_generated_total} is smaller than the {len(gs)} generated rows")
-    gen_ok, ref_ok = gs_ok & gc_ok, rs_ok & rc_ok
 
     d_struct, d_comp = nearest_to_references(gs, gc, rs, rc)
     recalled = (d_struct <= struct_cutoff) & (d_comp <= comp_cutoff)
