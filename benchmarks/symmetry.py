@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-from scipy.spatial.distance import cdist
 from tqdm.auto import tqdm
 
 from autoperi.config import load_params
@@ -61,13 +60,14 @@ def recall_split(params, dataset: str, model: str, sizes=(250, 500, 1000)) -> di
     samples = params.path(params.evaluation.samples_dir) / dataset / f"{model}.extxyz"
     gen_struct, gen_comp = sample_fingerprints(params, dataset, model, samples)
     ok = np.isfinite(gen_struct).all(1) & np.isfinite(gen_comp).all(1)
-    d_struct = cdist(refs.test_struct_fps, gen_struct[ok])
-    d_comp = cdist(refs.test_comp_fps, gen_comp[ok])
+    gen_struct, gen_comp = gen_struct[ok], gen_comp[ok]
     rng = np.random.default_rng(0)
     out = {}
     for size in [s for s in sizes if s < ok.sum()] + [int(ok.sum())]:
         cols = rng.choice(int(ok.sum()), size, replace=False)
-        s_ok, c_ok = d_struct[:, cols].min(1) <= struct_cut, d_comp[:, cols].min(1) <= comp_cut
+        d_struct, d_comp = nearest_to_references(gen_struct[cols], gen_comp[cols], refs.test_struct_fps,
+                                                 refs.test_comp_fps)
+        s_ok, c_ok = d_struct <= struct_cut, d_comp <= comp_cut
         out[str(size)] = {"cov_recall": round(100 * float((s_ok & c_ok).mean()), 2),
                           "structure_only": round(100 * float(s_ok.mean()), 2),
                           "composition_only": round(100 * float(c_ok.mean()), 2)}
@@ -93,7 +93,8 @@ def uncovered(params, dataset: str, model: str, top: int = 12) -> dict:
     missed = np.flatnonzero(~(s_ok & c_ok))
     tests = [refs.test_structure(k) for k in range(len(refs.test))]
     sites = np.array([len(t) for t in tests])
-    groups = Counter(space_group(tests[k]) for k in tqdm(missed, desc=f"{dataset} uncovered", leave=False))
+    group_of = {k: space_group(tests[k]) for k in tqdm(missed, desc=f"{dataset} uncovered", leave=False)}
+    groups = Counter(group_of.values())
     past = d_struct[missed][~s_ok[missed] & np.isfinite(d_struct[missed])]
     by_sites = {}
     for n in sorted(set(sites[missed].tolist())):
@@ -111,7 +112,7 @@ def uncovered(params, dataset: str, model: str, top: int = 12) -> dict:
         "top_space_groups": dict(groups.most_common(top)),
         "closest_misses": [
             {"formula": refs.test["reduced_formula"].iloc[k], "sites": int(sites[k]),
-             "space_group": space_group(tests[k]), "d_struct": round(float(d_struct[k]), 3),
+             "space_group": group_of[k], "d_struct": round(float(d_struct[k]), 3),
              "d_comp": round(float(d_comp[k]), 3)}
             for k in missed[np.argsort(d_struct[missed])][:top]
         ],

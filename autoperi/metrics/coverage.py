@@ -141,7 +141,10 @@ def nearest_to_references(
     """Per reference crystal, the distance to the nearest generated structure fingerprint and (independently) to the
     nearest generated composition fingerprint; only generated crystals with both fingerprints are candidates. inf
     where the reference's own fingerprint failed or there is no candidate."""
-    gs, gc, gen_ok, rs, rc, ref_ok = _paired_rows(gen_struct_fps, gen_comp_fps, ref_struct_fps, ref_comp_fps)
+    return _reference_distances(*_paired_rows(gen_struct_fps, gen_comp_fps, ref_struct_fps, ref_comp_fps))
+
+
+def _reference_distances(gs, gc, gen_ok, rs, rc, ref_ok) -> tuple[np.ndarray, np.ndarray]:
     d_struct, d_comp = np.full(len(rs), np.inf), np.full(len(rs), np.inf)
     d_struct[ref_ok] = _nearest(gs[gen_ok], rs[ref_ok])
     d_comp[ref_ok] = _nearest(gc[gen_ok], rc[ref_ok])
@@ -175,7 +178,7 @@ def coverage(
     if n_total < len(gs) or n_total <= 0:
         raise ValueError(f"n_generated_total={n_generated_total} is smaller than the {len(gs)} generated rows")
 
-    d_struct, d_comp = nearest_to_references(gs, gc, rs, rc)
+    d_struct, d_comp = _reference_distances(gs, gc, gen_ok, rs, rc, ref_ok)  # rows already paired
     recalled = (d_struct <= struct_cutoff) & (d_comp <= comp_cutoff)
     precise = (_nearest(rs[ref_ok], gs[gen_ok]) <= struct_cutoff) & (_nearest(rc[ref_ok], gc[gen_ok]) <= comp_cutoff)
     return {
