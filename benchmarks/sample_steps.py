@@ -6,11 +6,12 @@ crystals at each K (the flow prior and the one-shot decoders see the same random
 differs), scores them with the evaluation suite (CDVAE protocol, no relaxations) and records the CDVAE columns,
 uniqueness, novelty and the sampling cost, so the settings the pipeline uses are a measured choice. Each K's result
 is written as soon as it is scored; samples and per-sample tables go to reports/benchmarks/.sample_steps/
-(gitignored).
+(gitignored). `--reference-split val` scores against the rows training held out for validation instead of the test
+split (`build_references(coverage_split="val")`), so a setting can be chosen without looking at the test split.
 
 Usage: python benchmarks/sample_steps.py [--dataset perov_5] [--steps 10 20 40 80] [--n 1000] [--workers 2]
        [--checkpoint PATH] [--set KEY=VALUE ...] [--label NAME]   (another checkpoint or sampling settings,
-       reported under NAME)
+       reported under NAME) [--reference-split val]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 from autoperi.config import load_params
 from autoperi.data.sources import sha256_of
 from autoperi.metrics.evaluate import evaluate_samples
+from autoperi.metrics.references import COVERAGE_SPLITS, build_references
 from autoperi.parallel import dask_client
 from autoperi.sampling.sampler import (
     configure_sampling,
@@ -53,6 +55,8 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="sampling settings of the model config, e.g. velocity_anneal=3 coordinate_retries=10")
     parser.add_argument("--label", default=None, help="key of this run in the report (default: the dataset)")
+    parser.add_argument("--reference-split", choices=COVERAGE_SPLITS, default="test",
+                        help="coverage / Wasserstein reference: the test split or the rows training held out")
     parser.add_argument("--out", default=str(REPO / "reports/benchmarks/sample_steps.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -72,8 +76,8 @@ def main() -> None:
     entry.update({
         "dataset": args.dataset,
         "machine": f"{platform.machine()} {os.cpu_count()} CPU cores, torch {torch.__version__}",
-        "protocol": f"{args.n} samples, seed {args.seed}, CDVAE protocol (evaluation suite), no relaxations; "
-                    f"the pipeline uses {pipeline_steps} steps",
+        "protocol": f"{args.n} samples, seed {args.seed}, CDVAE protocol (evaluation suite) against the "
+                    f"{args.reference_split} rows, no relaxations; the pipeline uses {pipeline_steps} steps",
         "checkpoint": {"path": os.path.relpath(checkpoint, REPO), "sha256": sha256_of(checkpoint),
                        "epoch": (meta.get("progress") or {}).get("epoch"),
                        "refinement_minutes": (meta.get("refinement") or {}).get("minutes")},
@@ -81,6 +85,8 @@ def main() -> None:
     })
     rows = entry.setdefault("by_steps", {})
     with dask_client(params.evaluation.scheduler, args.workers) as client:  # one cluster for every K
+        references = build_references(params, args.dataset, client, coverage_split=args.reference_split)
+        entry["reference"] = {k: references.details[k] for k in ("coverage_reference", "n_test", "n_train_val")}
         for steps in args.steps:
             start = time.perf_counter()
             samples = generate(model, args.n, n_steps=steps, seed=args.seed)
@@ -88,7 +94,7 @@ def main() -> None:
             path = work / f"steps{steps}.extxyz"
             write_samples(samples, path)
             result = evaluate_samples(path, args.dataset, f"steps{steps}", params, client=client, stability_n=0,
-                                      out_dir=work)
+                                      references=references, out_dir=work)
             evals = [s.get("network_evals", steps) for s in samples]
             rows[str(steps)] = {**{k: result[k] for k in COLUMNS}, "sampling_s": round(sampling_s, 2),
                                 "network_evals_per_sample": round(sum(evals) / len(evals), 2),

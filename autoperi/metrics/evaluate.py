@@ -343,12 +343,12 @@ def _protocol_details(cfg, refs, n, n_subset, n_struct_valid, energy_note, embed
         "validity": "over all n_samples scored samples: structure = every interatomic distance >= 0.5 Å (periodic "
         "images, an atom's own image included) and volume >= 0.1 Å^3; composition = CDVAE's SMACT rules "
         "(SMACT default oxidation states, Pauling test); refused inputs are not scored (n_refused)",
-        "coverage": f"COV-R/COV-P over all {n} samples vs the {refs.details.get('n_test')} test crystals; CrystalNN "
-        f"'ops' site-averaged + CDVAE-scaled Magpie fingerprints; cutoffs struct {struct_cutoff} / comp "
-        f"{comp_cutoff} ({refs.details.get('coverage_family')}); independent nearest neighbours; COV-P denominator "
-        "counts samples whose fingerprint failed",
+        "coverage": f"COV-R/COV-P over all {n} samples vs the {refs.details.get('n_test')} {refs.coverage_split} "
+        "crystals; CrystalNN 'ops' site-averaged + CDVAE-scaled Magpie fingerprints; cutoffs struct "
+        f"{struct_cutoff} / comp {comp_cutoff} ({refs.details.get('coverage_family')}); independent nearest "
+        "neighbours; COV-P denominator counts samples whose fingerprint failed",
         "wasserstein": f"{n_subset} valid samples (seeded choice, seed {cfg.seed}, of at most n_wasserstein = "
-        f"{cfg.n_wasserstein}) vs the whole test set; density in g/cm^3, number of elements",
+        f"{cfg.n_wasserstein}) vs the whole {refs.coverage_split} set; density in g/cm^3, number of elements",
         "formation_energy": energy_note,
         "frechet_props": "Fréchet distance of Gaussians fitted to [formation energy (only when the surrogate is "
         "available), a, b, c (Å), alpha, beta, gamma (deg), volume per atom (Å^3)] of Niggli-reduced cells; the "

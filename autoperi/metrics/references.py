@@ -5,6 +5,9 @@
   formulas (composition coverage).
 - Novelty reference = the training structures (train + val; carbon_24 has no val), with their reduced formula and
   StructureMatcher primitive-cell size (the exact matching pre-filter of `autoperi.metrics.fastmatch`).
+- `coverage_split="val"` puts the rows training held out for validation in the test split's place, so sampling
+  settings can be chosen without looking at the test split; cached apart, under `<references_dir>_val/<dataset>/`
+  (the `references` stage's output stays as it is).
 
 Per-structure results are cached by `<id>:<content hash>` in parquet parts (`test_scores/`, `train_scores/`), so a
 second call computes nothing and an interrupted build resumes. `evaluation.max_reference` caps each side by a seeded
@@ -53,6 +56,7 @@ class References:
     test_comp_fps: np.ndarray  # [n_test, 132]
     train: pd.DataFrame  # id, split, reduced_formula, n_prim_sites, lattice, atomic_numbers, frac_coords
     details: dict = field(default_factory=dict)
+    coverage_split: str = "test"  # which rows `test` holds: "test", or "val" (held out of training)
 
     @property
     def cutoffs(self) -> tuple[float, float]:
@@ -69,8 +73,12 @@ class References:
         return record_to_structure(self.test.iloc[row])
 
 
-def reference_dir(params: Params, dataset: str) -> Path:
-    return params.path(params.evaluation.references_dir) / dataset
+COVERAGE_SPLITS = ("test", "val")
+
+
+def reference_dir(params: Params, dataset: str, coverage_split: str = "test") -> Path:
+    root = params.evaluation.references_dir
+    return params.path(root if coverage_split == "test" else f"{root}_{coverage_split}") / dataset
 
 
 def magpie_scaler(params: Params) -> tuple[np.ndarray, np.ndarray]:
@@ -84,13 +92,24 @@ def _capped(rows: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFrame:
     return rows.iloc[chosen].reset_index(drop=True)
 
 
-def split_reference_rows(table: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(test rows, train+val rows) of a processed table, each capped at `evaluation.max_reference`."""
+def split_reference_rows(
+    table: pd.DataFrame, params: Params, coverage_split: str = "test"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(coverage rows, train+val rows) of a processed table, each capped at `evaluation.max_reference`. Coverage
+    rows: the test split, or with "val" the rows training validates on (`select_splits` under `params.train`: the
+    val split, carbon_24's seeded hold-out of train)."""
     cap, seed = params.evaluation.max_reference, params.evaluation.seed
-    test = _capped(table[table["split"] == "test"], cap, seed)
+    if coverage_split == "val":
+        from autoperi.training.runner import select_splits
+
+        test = _capped(select_splits(table, params.train)[1], cap, seed)
+    elif coverage_split == "test":
+        test = _capped(table[table["split"] == "test"], cap, seed)
+    else:
+        raise ValueError(f"coverage_split must be one of {COVERAGE_SPLITS}, got {coverage_split!r}")
     train = _capped(table[table["split"].isin(["train", "val"])], cap, seed + 1)
     if len(test) == 0:
-        raise ValueError("the processed table has no test rows to serve as the coverage reference")
+        raise ValueError(f"the processed table has no {coverage_split} rows to serve as the coverage reference")
     return test, train
 
 
@@ -103,25 +122,31 @@ def _structures_and_keys(rows: pd.DataFrame) -> tuple[list[Structure], list[str]
 
 
 def build_references(
-    params: Params, dataset: str, client=None, table: pd.DataFrame | None = None, chunk_size: int | None = None
+    params: Params,
+    dataset: str,
+    client=None,
+    table: pd.DataFrame | None = None,
+    chunk_size: int | None = None,
+    coverage_split: str = "test",
 ) -> References:
     """Reference data of `dataset` (computed where not cached yet). `table` replaces the processed parquet
-    (tests pass a small table built from data/raw)."""
+    (tests pass a small table built from data/raw); `coverage_split` see the module docstring."""
     if table is None:
         from autoperi.data.registry import load_processed
 
         table = load_processed(params, [dataset])[dataset]
-    folder = reference_dir(params, dataset)
+    folder = reference_dir(params, dataset, coverage_split)
     chunk_size = chunk_size or params.evaluation.chunk_size
     scaler = magpie_scaler(params)
-    test_rows, train_rows = split_reference_rows(table, params)
+    test_rows, train_rows = split_reference_rows(table, params, coverage_split)
     timings = {}
 
     t0 = time.perf_counter()
     structures, keys = _structures_and_keys(test_rows)
     test_cache = ScoreCache(folder / "test_scores")
     computed = {"test": len(set(keys) - set(test_cache.load()["key"]))}
-    scores = cached_scores(keys, structures, scaler, test_cache, client, chunk_size, True, f"{dataset} test fps")
+    label = f"{dataset} {coverage_split} fps"
+    scores = cached_scores(keys, structures, scaler, test_cache, client, chunk_size, True, label)
     test_cache.consolidate()
     timings["test_fingerprints_s"] = round(time.perf_counter() - t0, 2)
 
@@ -155,10 +180,11 @@ def build_references(
         test_struct_fps=fingerprint_matrix(scores["struct_fp"], STRUCTURE_FINGERPRINT_LENGTH),
         test_comp_fps=fingerprint_matrix(scores["comp_fp"], COMPOSITION_FINGERPRINT_LENGTH),
         train=train.reset_index(drop=True),
+        coverage_split=coverage_split,
     )
     refs.details = {
         "dataset": dataset,
-        "coverage_reference": "test split",
+        "coverage_reference": "test split" if coverage_split == "test" else "val rows held out of training",
         "novelty_reference": "train + val splits" if (train_rows["split"] == "val").any() else "train split",
         "n_test": len(test),
         "n_test_fingerprint_failed": int((~np.isfinite(refs.test_struct_fps).all(axis=1)).sum()),

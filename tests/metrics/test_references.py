@@ -14,6 +14,7 @@ from autoperi.data.readers import Limits, structure_from_cif_block
 from autoperi.metrics.coverage import composition_fingerprint, structure_fingerprint
 from autoperi.metrics.references import build_references, coverage_family, magpie_scaler
 from autoperi.metrics.samples import ScoreCache, cached_scores, matcher_primitive_sites, structure_key
+from autoperi.training.runner import select_splits
 
 RAW_FILES = {
     "perov_5": {"test": "test.csv", "train": "train_reconstructed.csv", "val": "val.csv"},
@@ -94,6 +95,26 @@ def test_references_match_direct_fingerprints_and_are_cached(params, tmp_path, p
     assert again.details["build_wall_s"] == refs.details["build_wall_s"]  # the timing of the build is kept
     np.testing.assert_array_equal(again.test_struct_fps, refs.test_struct_fps)
     np.testing.assert_array_equal(again.train["n_prim_sites"], refs.train["n_prim_sites"])
+
+
+def test_val_coverage_reference_is_what_training_held_out_and_cached_apart(params, tmp_path, perov_table):
+    params = scoped(params, tmp_path)
+    refs = build_references(params, "perov_5", table=perov_table, coverage_split="val")
+    val_ids = perov_table.loc[perov_table["split"] == "val", "id"].tolist()
+    assert refs.coverage_split == "val" and refs.test["id"].tolist() == val_ids
+    assert refs.test_struct_fps.shape == (8, 61) and len(refs.train) == 24  # novelty still vs train + val
+    structure = record_to_structure(perov_table[perov_table["split"] == "val"].iloc[2])
+    assert refs.test_struct_fps[2] == pytest.approx(structure_fingerprint(structure))
+    assert (tmp_path / "references_val" / "perov_5" / "fingerprints_meta.json").exists()
+    assert not (tmp_path / "references").exists()  # the `references` stage's output is left alone
+    # No val split (carbon_24's case): the seeded hold-out of train that training validates on.
+    no_val = perov_table.assign(split=perov_table["split"].replace("val", "train"))
+    held = build_references(scoped(params, tmp_path / "b"), "perov_5", table=no_val, coverage_split="val")
+    expected = select_splits(no_val, params.train)[1]["id"].tolist()
+    assert held.test["id"].tolist() == expected and len(expected) == round(params.train.val_fraction * 24)
+    assert not set(expected) & set(perov_table.loc[perov_table["split"] == "test", "id"])
+    with pytest.raises(ValueError, match="coverage_split must be one of"):
+        build_references(params, "perov_5", table=perov_table, coverage_split="train")
 
 
 def test_max_reference_caps_both_sides_reproducibly(params, tmp_path, perov_table):
