@@ -105,3 +105,47 @@ def test_min_distance_sees_periodic_images():
     assert min_pair_distance(s.frac_coords, s.lattice.matrix) == pytest.approx(0.4)
     s2 = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0.0, 0, 0], [0.5, 0, 0]])
     assert min_pair_distance(s2.frac_coords, s2.lattice.matrix) == float("inf")
+
+
+def _sheared(structure, mapping):
+    """The same crystal in the basis mapping @ lattice (an integer matrix of det 1): a badly skewed cell."""
+    from pymatgen.core import Lattice, Structure
+
+    lattice = Lattice(np.asarray(mapping) @ structure.lattice.matrix)
+    return Structure(lattice, structure.species, structure.cart_coords, coords_are_cartesian=True, to_unit_cell=True)
+
+
+def test_skewed_cell_is_searched_in_its_reduced_basis_with_images_in_the_given_one(nacl):
+    from autoperi.graphs import neighbors
+
+    skewed = _sheared(nacl, [[1, 0, 0], [7, 1, 0], [5, 9, 1]])
+    assert neighbors._image_count(skewed.lattice.matrix, 6.0) > neighbors._REDUCE_ABOVE_IMAGES  # takes that path
+    i, j, images, dist = skewed.get_neighbor_list(6.0)
+    edge_index, shifts, ours = neighbor_list(skewed.frac_coords, skewed.lattice.matrix, 6.0)
+    expected = _as_set(i, j, np.rint(images).astype(int), dist)
+    got = _as_set(edge_index[0], edge_index[1], shifts, ours)
+    assert got.keys() == expected.keys()
+    assert np.allclose([got[k] for k in expected], list(expected.values()))
+    assert min_pair_distance(skewed.frac_coords, skewed.lattice.matrix, 3.0) == pytest.approx(5.64 / 2)
+
+
+def test_flat_generated_cell_returns_its_shortest_pair_quickly():
+    import time
+
+    from pymatgen.core import Lattice, Structure
+
+    # a Carbon-24 sample the model emitted: 4 atoms in 0.0032 Å^3, plane spacings down to 3e-4 Å; the plain
+    # cell-list search of 0.5 Å needed ~1e9 images and did not return in 10 minutes
+    lattice = Lattice([[2.79236126, 0, 0], [0.52272737, 2.85256076, 0], [4.06081152, 0.59138453, 4.07938e-4]])
+    frac = [[0.1, 0.2, 0.3], [0.6, 0.1, 0.9], [0.35, 0.8, 0.5], [0.9, 0.45, 0.05]]
+    start = time.perf_counter()
+    shortest = min_pair_distance(np.array(frac), lattice.matrix, 0.5)
+    assert time.perf_counter() - start < 5.0
+    reference = Structure(lattice, ["C"] * 4, frac).get_reduced_structure("LLL")
+    assert shortest == pytest.approx(reference.get_neighbor_list(0.5)[3].min())
+    assert shortest < 0.5
+
+
+def test_cell_too_degenerate_to_search_is_refused_with_its_numbers():
+    with pytest.raises(ValueError, match=r"too degenerate.*volume 1e-12"):
+        neighbor_list(np.zeros((1, 3)), np.eye(3) * 1e-4, 4.0)
