@@ -153,11 +153,17 @@ def build_references(
     t0 = time.perf_counter()
     train_structures, train_keys = _structures_and_keys(train_rows)
     train_cache = ScoreCache(folder / "train_scores")
+    # The novelty index does not depend on coverage_split: a val-split build reads the `references` stage's index
+    # when it is complete, and only reads it (no chunk is computed, so nothing is written or consolidated there).
+    stage_index = ScoreCache(reference_dir(params, dataset) / "train_scores")
+    if coverage_split != "test" and set(train_keys) <= set(stage_index.load()["key"]):
+        train_cache = stage_index
     computed["train"] = len(set(train_keys) - set(train_cache.load()["key"]))
     train_scores = cached_scores(
         train_keys, train_structures, scaler, train_cache, client, chunk_size, False, f"{dataset} train index"
     )
-    train_cache.consolidate()
+    if train_cache is not stage_index:
+        train_cache.consolidate()
     timings["train_index_s"] = round(time.perf_counter() - t0, 2)
 
     energy_column = ENERGY_COLUMNS.get(dataset)

@@ -117,6 +117,24 @@ def test_val_coverage_reference_is_what_training_held_out_and_cached_apart(param
         build_references(params, "perov_5", table=perov_table, coverage_split="train")
 
 
+def test_val_build_reads_the_stage_novelty_index_without_touching_it(params, tmp_path, perov_table, monkeypatch):
+    params = scoped(params, tmp_path)
+    build_references(params, "perov_5", table=perov_table)  # the `references` stage's output
+    stage_index = tmp_path / "references" / "perov_5" / "train_scores"
+    ScoreCache(stage_index).write(ScoreCache(stage_index).load().head(2))  # a second part: consolidate would merge
+    before = {p.name: p.read_bytes() for p in stage_index.iterdir()}
+    calls = []
+    real = samples_module.score_structures
+    monkeypatch.setattr(samples_module, "score_structures", lambda s, *a: calls.append(len(s)) or real(s, *a))
+    refs = build_references(params, "perov_5", table=perov_table, coverage_split="val")
+    assert refs.details["n_computed"] == {"test": 8, "train": 0} and calls == [8]  # val fingerprints only
+    assert {p.name: p.read_bytes() for p in stage_index.iterdir()} == before
+    assert not (tmp_path / "references_val" / "perov_5" / "train_scores").exists()
+    assert refs.train["n_prim_sites"].tolist() == build_references(params, "perov_5", table=perov_table).train[
+        "n_prim_sites"
+    ].tolist()
+
+
 def test_max_reference_caps_both_sides_reproducibly(params, tmp_path, perov_table):
     capped = build_references(scoped(params, tmp_path, max_reference=5), "perov_5", table=perov_table)
     assert len(capped.test) == 5 and len(capped.train) == 5
