@@ -147,5 +147,7 @@ def test_flat_generated_cell_returns_its_shortest_pair_quickly():
 
 
 def test_cell_too_degenerate_to_search_is_refused_with_its_numbers():
-    with pytest.raises(ValueError, match=r"too degenerate.*volume 1e-12"):
-        neighbor_list(np.zeros((1, 3)), np.eye(3) * 1e-4, 4.0)
+    with pytest.raises(ValueError, match=r"too degenerate.*volume 8e-12"):
+        neighbor_list(np.zeros((1, 3)), np.eye(3) * 2e-4, 4.0)
+    with pytest.raises(ValueError, match="singular lattice"):
+        min_pair_distance(np.zeros((2, 3)), np.array([[3.0, 0, 0], [0, 3.0, 0], [3.0, 3.0, 0]]))
