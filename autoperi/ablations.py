@@ -2,8 +2,9 @@
 scored by the evaluation suite on the same protocol as every other row.
 
 `params.ablations.variants` maps a name to overrides of the `model` section. A variant that changes only how the
-model samples (`SAMPLING_KEYS`) reuses the first variant's checkpoint; any other variant is trained on
-`ablations.max_minutes` (the same budget for all), seeded like the main run, resumable. Each variant's samples go
+model samples (`SAMPLING_KEYS`) reuses the first variant's checkpoint; any other variant is trained for
+`ablations.epochs` (the same for all; a wall-clock cap, `ablations.max_minutes`, would let the machine's load decide
+the epochs), seeded like the main run, resumable. Each variant's samples go
 to `<reports_dir>/<dataset>/<variant>.extxyz` and are scored by `evaluate_samples` (same references, same
 `ablations.stability_n` CHGNet relaxations), so a difference between rows is the variant's and nothing else.
 A rerun reuses a variant's row from `summary.json` when its checkpoint (sha256), overrides and sampling/scoring
@@ -33,6 +34,14 @@ def variant_model_config(params: Params, name: str, overrides: dict) -> ModelCon
     if overrides.get("composition_decoder", base.composition_decoder) != "autoregressive":
         base = dataclasses.replace(base, distinct_element_head=False)  # the head belongs to that decoder
     return override_model(base, overrides, f"ablations.variants.{name}")
+
+
+def variant_train_config(params: Params):
+    """The `train` section every trained variant uses: one epoch count and cap for all, no per-dataset budgets,
+    no decoder refinement."""
+    cfg = params.ablations
+    return dataclasses.replace(params.train, epochs=cfg.epochs or params.train.epochs, max_minutes=cfg.max_minutes,
+                               max_minutes_by_dataset=None, refine_minutes_by_dataset=None)
 
 
 def plan(params: Params) -> list[dict]:
@@ -85,10 +94,7 @@ def run_ablations(params: Params, client=None, progress: bool = True) -> dict[st
     rows: dict[str, dict] = {}
     for item in plan(params):
         name, overrides = item["name"], item["overrides"]
-        variant = dataclasses.replace(params, model=item["model"],
-                                      train=dataclasses.replace(params.train, max_minutes=cfg.max_minutes,
-                                                                max_minutes_by_dataset=None,  # one budget for all,
-                                                                refine_minutes_by_dataset=None))  # no refinement
+        variant = dataclasses.replace(params, model=item["model"], train=variant_train_config(params))
         row: dict = {"overrides": overrides, "trained": item["trains"],
                      "checkpoint": str(item["checkpoint"].relative_to(params.root))}
         if item["trains"]:
@@ -129,7 +135,8 @@ def run_ablations(params: Params, client=None, progress: bool = True) -> dict[st
 
 def _write_summary(path: Path, params: Params, rows: dict[str, dict]) -> None:
     cfg = params.ablations
-    summary = {"dataset": cfg.dataset, "profile": params.profile, "max_minutes": cfg.max_minutes,
+    summary = {"dataset": cfg.dataset, "profile": params.profile, "epochs": variant_train_config(params).epochs,
+               "max_minutes": cfg.max_minutes,
                "n_samples": cfg.n_samples, "stability_n": cfg.stability_n, "variants": rows}
     path.write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
 

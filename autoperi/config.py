@@ -200,7 +200,9 @@ class AblationsConfig:
     # name → overrides of the `model` section. A variant that overrides only sampling keys (SAMPLING_KEYS) reuses the
     # first variant's checkpoint instead of training.
     variants: dict = field(default_factory=lambda: {"full": {}})
-    max_minutes: float | None = None              # training budget per trained variant (train.max_minutes)
+    epochs: int | None = None                     # epochs per trained variant (train.epochs); null = train.epochs
+    max_minutes: float | None = None              # wall-clock cap per trained variant (train.max_minutes); a cap
+    # makes the variants' epochs depend on the machine's load, so the profiles compare them at equal epochs instead
     n_samples: int = 1000                         # samples per variant, scored by `evaluate_samples`
     stability_n: int = 0                          # CHGNet relaxations per variant (relaxation success, S.U.N.)
     seed: int = 0

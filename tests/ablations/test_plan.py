@@ -123,3 +123,18 @@ def test_run_ablations_rerun_redoes_only_variants_whose_checkpoint_changed(param
     summary_path = tmp_path / local.ablations.reports_dir / local.ablations.dataset / "summary.json"
     summary = json.loads(summary_path.read_text())
     assert summary["variants"]["full"]["cov_recall"] == 4.0
+
+
+def test_trained_variants_share_one_epoch_count_and_no_per_dataset_budget(params):
+    from autoperi.ablations import variant_train_config
+    from autoperi.config import load_params
+
+    local = dataclasses.replace(params, ablations=dataclasses.replace(params.ablations, epochs=7, max_minutes=None),
+                                train=dataclasses.replace(params.train, max_minutes_by_dataset={"perov_5": 30}))
+    train = variant_train_config(local)
+    assert (train.epochs, train.max_minutes, train.max_minutes_by_dataset) == (7, None, None)
+    unset = dataclasses.replace(local, ablations=dataclasses.replace(local.ablations, epochs=None))
+    assert variant_train_config(unset).epochs == params.train.epochs
+    # The reviewer's profile compares variants at equal epochs: no wall-clock cap, whose epochs follow the load.
+    default = load_params(params.root / "params.yaml", "default")
+    assert variant_train_config(default).max_minutes is None and default.ablations.epochs == 20
