@@ -17,6 +17,7 @@ from pymatgen.core import Lattice, Structure
 from autoperi.config import load_params
 
 REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted(p.relative_to(REPO) for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))  # numbered ones
 
 
 # The test files that use the smoke copy (`repo_copy`, `smoke_pipeline`): under xdist they must share one worker.

@@ -6,13 +6,12 @@ import warnings
 import nbformat
 import pytest
 
-from tests.conftest import REPO
-
-NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+from tests.conftest import NOTEBOOKS, REPO
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_valid_nbformat(path):
+    path = REPO / path
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         notebook = nbformat.read(path, as_version=nbformat.NO_CONVERT)

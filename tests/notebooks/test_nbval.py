@@ -5,10 +5,9 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, _run
+from tests.conftest import NOTEBOOKS, _run
 
 pytestmark = pytest.mark.slow
-NOTEBOOKS = sorted(p.relative_to(REPO) for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 @pytest.mark.timeout(3600)  # the first one runs the smoke pipeline in its setup
