@@ -105,7 +105,8 @@ class DftConfig:
 
 # ModelConfig keys that change only how a trained model samples (evaluation.sampling; ablation variants that reuse
 # a checkpoint)
-SAMPLING_KEYS = frozenset({"sample_steps", "coordinate_retries", "species_temperature", "velocity_anneal"})
+SAMPLING_KEYS = frozenset({"sample_steps", "coordinate_retries", "plain_retries", "species_temperature",
+                           "velocity_anneal"})
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ class ModelConfig:
     ot_pairing: bool = False                      # pair x_0 to x_1 atoms of one element by optimal transport
     coord_draws: int = 1                          # flow-matching (x_0, t) draws per crystal per step (one encoder pass)
     coordinate_retries: int = 4                   # re-integrate crystals with atoms < 0.5 Å apart (each: +K evals)
+    plain_retries: int = 0                        # then re-integrate those still overlapping without anti-annealing
     species_temperature: float = 1.0              # atom count and slot elements drawn at this temperature (0 = argmax)
     velocity_anneal: float = 0.0                  # sampling: velocity × (1 + s·t) (FlowMM's anti-annealing); 0 = off
     composition_decoder: str = "slots"            # slots: independent elements; autoregressive: slot k sees 1..k-1

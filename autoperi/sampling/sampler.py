@@ -132,4 +132,5 @@ def sampling_speed(model, n: int, n_steps: int | None = None, seed: int = 0, bat
     return {"n": n, "wall_s": total_s, "network_s": network_s, "structures_per_s": n / total_s,
             "network_evals_per_sample": float(evals.mean()), "network_evals_max": int(evals.max()),
             "euler_steps": n_steps or model.cfg.sample_steps, "coordinate_retries": model.cfg.coordinate_retries,
+            "plain_retries": model.cfg.plain_retries,
             "flow_passes_per_sample": 1, "threads": torch.get_num_threads()}
