@@ -254,6 +254,29 @@ def test_a_finished_relaxation_is_recognised_by_its_input_structure(tmp_path, mo
         "s_0", "s_0__relax"]
 
 
+def test_float_noise_in_the_input_keeps_the_record_a_real_change_does_not(tmp_path, monkeypatch):
+    # The same seeded samples drawn on another machine differ by ~1e-5 Å (BLAS rounding), which changes the 1e-6
+    # rounded input key: the records must still be reused, single points and relaxations, and 1e-3 Å must not be.
+    from autoperi.dft import runner
+
+    runs = []
+    monkeypatch.setattr(runner, "_structure_or_skip", lambda task: runs.append(task["name"]) or {"status": "ok"})
+
+    def moved(shift):
+        s = silicon(5.40)
+        s.translate_sites([1], [shift, -shift, 0.0], frac_coords=False, to_unit_cell=True)
+        return s
+
+    run_structures(structure_tasks([("s#0", moved(0.0))], TINY, 60, 8, ["s#0"]), tmp_path / "run")
+    noisy = structure_tasks([("s#0", moved(3e-5))], TINY, 60, 8, ["s#0"])
+    assert noisy[0]["input_key"] != runner.structure_key(runner._plain_dict(moved(0.0)))  # the exact key differs
+    run_structures(noisy, tmp_path / "run")
+    assert runs == ["s#0", "s#0__relax"]
+    run_structures(structure_tasks([("s#0", moved(1e-3))], TINY, 60, 8, ["s#0"]), tmp_path / "run")
+    assert runs == ["s#0", "s#0__relax", "s#0", "s#0__relax"]
+    assert not runner.same_input(runner._plain_dict(silicon(5.40)), runner._plain_dict(aluminium()))
+
+
 def test_missing_paw_dataset_gets_a_short_reason():
     from autoperi.dft.worker import normalize_reason
 
